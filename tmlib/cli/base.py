@@ -1,0 +1,87 @@
+"""What every command line shares: verbosity, logging and turning errors into exit codes.
+
+Exit codes: 0 success; 1 a job or step failed (or a bug); 2 bad usage or bad
+input. Errors are one line on stderr; the traceback is shown with ``-vv``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from tmlib.errors import UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: -v count -> logging level
+_LEVELS = {0: logging.WARNING, 1: logging.INFO}
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def configure_logging(verbosity: int) -> None:
+    """Log to stderr: warnings by default, INFO with ``-v``, DEBUG with ``-vv`` or more."""
+    level = _LEVELS.get(verbosity, logging.DEBUG)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True
+    )
+
+
+def verbosity_option(f: F) -> F:
+    """A counted ``-v/--verbose`` option stored in ``ctx.obj['verbosity']``."""
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: int) -> int:
+        ctx.ensure_object(dict)
+        ctx.obj["verbosity"] = max(value, ctx.obj.get("verbosity", 0))
+        configure_logging(ctx.obj["verbosity"])
+        return value
+
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        is_eager=True,
+        callback=callback,
+        help="Say more: -v for progress messages, -vv for debug messages and tracebacks.",
+    )(f)
+
+
+def fail(program: str, message: str, code: int) -> None:
+    """Print ``<program>: error: <message>`` to stderr and exit with `code`."""
+    click.echo(f"{program}: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(f: F) -> F:
+    """Turn library errors into one line on stderr and the documented exit code."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        program = ctx.find_root().info_name or "tissuemaps"
+        verbosity = (ctx.obj or {}).get("verbosity", 0)
+        try:
+            return f(*args, **kwargs)
+        except UserError as err:
+            if verbosity >= 2:
+                logging.getLogger(program).exception("bad input")
+            fail(program, str(err), EXIT_USAGE)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            if verbosity >= 2:
+                logging.getLogger(program).exception("failed")
+            fail(
+                program,
+                f"{type(err).__name__}: {err} (run with -vv for the traceback)",
+                EXIT_FAILED,
+            )
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,139 @@
+"""Settings: environment variables > INI file (section ``[tmlib]``) > defaults.
+
+Every setting has an environment variable so that a job on a cluster node sees
+the same configuration as the process that submitted it.
+
+=================  ======================  ==============================================
+setting            environment variable    default
+=================  ======================  ==============================================
+home               ``TMAPS_HOME``          ``~/.tmaps``
+db_url             ``TMAPS_DB_URL``        ``sqlite:///$TMAPS_HOME/tissuemaps.db``
+storage_home       ``TMAPS_STORAGE_HOME``  ``$TMAPS_HOME/experiments``
+backend            ``TMAPS_BACKEND``       ``local``
+cores              ``TMAPS_CORES``         all cores of this machine
+config file        ``TMAPS_CONFIG_FILE``   ``~/.tmaps/tissuemaps.cfg``
+=================  ======================  ==============================================
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tmlib.errors import ConfigError
+
+BACKENDS = ("local", "slurm", "sge")
+
+#: setting name -> environment variable
+ENV_VARS = {
+    "home": "TMAPS_HOME",
+    "db_url": "TMAPS_DB_URL",
+    "storage_home": "TMAPS_STORAGE_HOME",
+    "backend": "TMAPS_BACKEND",
+    "cores": "TMAPS_CORES",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration of the library.
+
+    Attributes
+    ----------
+    home : Path
+        Directory for the embedded database and, by default, the experiments.
+    db_url : str
+        SQLAlchemy URL of the main database.
+    storage_home : Path
+        Root directory under which each experiment gets ``experiment_<id>/``.
+    backend : str
+        Job backend, one of ``local``, ``slurm``, ``sge``.
+    cores : int
+        Number of cores the local backend may use.
+    config_file : Path
+        The INI file that was consulted (it need not exist).
+    """
+
+    home: Path
+    db_url: str
+    storage_home: Path
+    backend: str
+    cores: int
+    config_file: Path
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+
+def _config_file_path(environ: os._Environ[str] | dict[str, str]) -> Path:
+    raw = environ.get("TMAPS_CONFIG_FILE") or "~/.tmaps/tissuemaps.cfg"
+    return Path(raw).expanduser()
+
+
+def _read_ini(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error as exc:
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from exc
+    if not parser.has_section("tmlib"):
+        return {}
+    return {key: value for key, value in parser.items("tmlib") if value != ""}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Resolve the settings from the environment, the INI file and defaults.
+
+    Parameters
+    ----------
+    environ : dict, optional
+        Environment to read (default: ``os.environ``); tests pass their own.
+
+    Returns
+    -------
+    Settings
+
+    Raises
+    ------
+    ConfigError
+        When a value is invalid (unknown backend, non-positive cores, ...).
+    """
+    env = os.environ if environ is None else environ
+    config_file = _config_file_path(env)
+    ini = _read_ini(config_file)
+
+    def lookup(name: str) -> str | None:
+        return env.get(ENV_VARS[name]) or ini.get(name)
+
+    home = Path(lookup("home") or "~/.tmaps").expanduser()
+    db_url = lookup("db_url") or f"sqlite:///{home / 'tissuemaps.db'}"
+    storage_home = Path(lookup("storage_home") or home / "experiments").expanduser()
+    backend = (lookup("backend") or "local").lower()
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"unknown job backend {backend!r} (TMAPS_BACKEND or [tmlib] backend); "
+            f"choose one of {', '.join(BACKENDS)}"
+        )
+    raw_cores = lookup("cores")
+    if raw_cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    else:
+        try:
+            cores = int(raw_cores)
+        except ValueError:
+            cores = 0
+        if cores < 1:
+            raise ConfigError(f"TMAPS_CORES must be a positive integer, got {raw_cores!r}")
+    return Settings(
+        home=home,
+        db_url=db_url,
+        storage_home=storage_home,
+        backend=backend,
+        cores=cores or 1,
+        config_file=config_file,
+    )

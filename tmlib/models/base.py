@@ -1,0 +1,70 @@
+"""Declarative bases and column types shared by all models.
+
+Two metadata collections: :class:`MainModel` for the tables every experiment
+shares (users, experiment references, submissions, tasks) and
+:class:`ExperimentModel` for the tables of one experiment. The experiment
+tables carry no schema name; the engine an experiment session runs on maps them
+to ``experiment_<id>`` (PostgreSQL) or puts them in their own SQLite file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import shapely
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, LargeBinary, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+#: JSON on SQLite, JSONB (indexable) on PostgreSQL.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+#: 64-bit ids on PostgreSQL; SQLite only auto-increments ``INTEGER PRIMARY KEY``
+#: (which is 64-bit there anyway).
+BigIdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Geometry(TypeDecorator):
+    """A shapely geometry stored as well-known binary (WKB).
+
+    Works on both databases without PostGIS. Coordinates follow the mosaic
+    convention: x = column, y = -row, in pixels at the highest zoom level.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> bytes | None:
+        if value is None:
+            return None
+        return shapely.to_wkb(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return shapely.from_wkb(bytes(value))
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Timestamps:
+    """``created_at``/``updated_at`` columns (UTC, naive)."""
+
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime, default=_utcnow, server_default=func.current_timestamp()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime, default=_utcnow, onupdate=_utcnow, server_default=func.current_timestamp()
+    )
+
+
+class MainModel(DeclarativeBase):
+    """Base of the tables in the main database (schema ``public``)."""
+
+
+class ExperimentModel(DeclarativeBase):
+    """Base of the tables of one experiment (schema ``experiment_<id>``)."""

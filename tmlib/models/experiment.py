@@ -1,0 +1,274 @@
+"""The experiment and its plates: acquisitions, microscope files, wells, sites, cycles."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from tmlib.models.base import ExperimentModel, Timestamps
+
+PLATE_FORMATS = (1, 96, 384)
+ACQUISITION_MODES = ("basic", "multiplexing")
+WORKFLOW_TYPES = ("canonical", "multiplexing")
+FILE_STATUSES = ("WAITING", "UPLOADING", "COMPLETE", "FAILED")
+
+#: (rows, columns) of each plate format
+PLATE_DIMENSIONS = {1: (1, 1), 96: (8, 12), 384: (16, 24)}
+
+_WELL_NAME = re.compile(r"^([A-Z])(\d{2})$")
+
+
+class Experiment(ExperimentModel):
+    """The one row describing an experiment (its id is the reference's id)."""
+
+    __tablename__ = "experiment"
+    __table_args__ = (
+        CheckConstraint("plate_format IN (1, 96, 384)", name="plate_format_valid"),
+        CheckConstraint(
+            "plate_acquisition_mode IN ('basic', 'multiplexing')", name="acquisition_mode_valid"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    location: Mapped[str] = mapped_column(String(4096))
+    microscope_type: Mapped[str] = mapped_column(String(50))
+    workflow_type: Mapped[str] = mapped_column(String(50), default="canonical")
+    plate_format: Mapped[int] = mapped_column(Integer)
+    plate_acquisition_mode: Mapped[str] = mapped_column(String(20), default="basic")
+    pyramid_height: Mapped[int | None]
+    pyramid_width: Mapped[int | None]
+    pyramid_depth: Mapped[int | None]
+    zoom_factor: Mapped[int] = mapped_column(Integer, default=2)
+    vertical_site_displacement: Mapped[int] = mapped_column(Integer, default=0)
+    horizontal_site_displacement: Mapped[int] = mapped_column(Integer, default=0)
+    well_spacer_size: Mapped[int] = mapped_column(Integer, default=500)
+
+    plates: Mapped[list[Plate]] = relationship(
+        back_populates="experiment", order_by="Plate.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def plate_spacer_size(self) -> int:
+        return 2 * self.well_spacer_size
+
+
+class Plate(Timestamps, ExperimentModel):
+    """A multi-well plate; its directory holds the acquisitions' microscope files."""
+
+    __tablename__ = "plates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"))
+
+    experiment: Mapped[Experiment] = relationship(back_populates="plates")
+    acquisitions: Mapped[list[Acquisition]] = relationship(
+        back_populates="plate", order_by="Acquisition.id", cascade="all, delete-orphan"
+    )
+    wells: Mapped[list[Well]] = relationship(
+        back_populates="plate", order_by="Well.name", cascade="all, delete-orphan"
+    )
+
+    @property
+    def location(self) -> str:
+        return os.path.join(self.experiment.location, "plates", f"plate_{self.id}")
+
+
+class Acquisition(Timestamps, ExperimentModel):
+    """One imaging run of a plate (one multiplexing cycle or one set of time points)."""
+
+    __tablename__ = "acquisitions"
+    __table_args__ = (UniqueConstraint("name", "plate_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    plate_id: Mapped[int] = mapped_column(ForeignKey("plates.id", ondelete="CASCADE"), index=True)
+
+    plate: Mapped[Plate] = relationship(back_populates="acquisitions")
+    microscope_image_files: Mapped[list[MicroscopeImageFile]] = relationship(
+        back_populates="acquisition", cascade="all, delete-orphan", passive_deletes=True
+    )
+    microscope_metadata_files: Mapped[list[MicroscopeMetadataFile]] = relationship(
+        back_populates="acquisition", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def location(self) -> str:
+        return os.path.join(self.plate.location, "acquisitions", f"acquisition_{self.id}")
+
+    @property
+    def microscope_images_location(self) -> str:
+        return os.path.join(self.location, "microscope_images")
+
+    @property
+    def microscope_metadata_location(self) -> str:
+        return os.path.join(self.location, "microscope_metadata")
+
+
+class _MicroscopeFile:
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(20), default="WAITING")
+    acquisition_id: Mapped[int] = mapped_column(
+        ForeignKey("acquisitions.id", ondelete="CASCADE"), index=True
+    )
+
+
+class MicroscopeImageFile(_MicroscopeFile, ExperimentModel):
+    """An image file as written by the microscope (stored or symlinked)."""
+
+    __tablename__ = "microscope_image_files"
+    __table_args__ = (UniqueConstraint("name", "acquisition_id"),)
+
+    omexml: Mapped[str | None] = mapped_column(Text)
+    acquisition: Mapped[Acquisition] = relationship(back_populates="microscope_image_files")
+
+    @property
+    def location(self) -> str:
+        return os.path.join(self.acquisition.microscope_images_location, self.name)
+
+
+class MicroscopeMetadataFile(_MicroscopeFile, ExperimentModel):
+    """A vendor metadata file (e.g. CellVoyager ``.mlf``/``.mrf``)."""
+
+    __tablename__ = "microscope_metadata_files"
+    __table_args__ = (UniqueConstraint("name", "acquisition_id"),)
+
+    acquisition: Mapped[Acquisition] = relationship(back_populates="microscope_metadata_files")
+
+    @property
+    def location(self) -> str:
+        return os.path.join(self.acquisition.microscope_metadata_location, self.name)
+
+
+class Well(ExperimentModel):
+    """A well of a plate, named like ``A01`` (row letter, two-digit column)."""
+
+    __tablename__ = "wells"
+    __table_args__ = (UniqueConstraint("name", "plate_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str | None] = mapped_column(Text)
+    plate_id: Mapped[int] = mapped_column(ForeignKey("plates.id", ondelete="CASCADE"), index=True)
+
+    plate: Mapped[Plate] = relationship(back_populates="wells")
+    sites: Mapped[list[Site]] = relationship(
+        back_populates="well", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def y(self) -> int:
+        """Zero-based row index from the name (``A`` = 0)."""
+        return well_coordinates(self.name)[0]
+
+    @property
+    def x(self) -> int:
+        """Zero-based column index from the name (``01`` = 0)."""
+        return well_coordinates(self.name)[1]
+
+
+def well_coordinates(name: str) -> tuple[int, int]:
+    """Zero-based (row, column) of a well name such as ``B03`` → (1, 2).
+
+    Raises
+    ------
+    ValueError
+        When `name` is not an uppercase letter followed by two digits.
+    """
+    match = _WELL_NAME.match(name)
+    if match is None:
+        raise ValueError(f"invalid well name {name!r}: expected e.g. 'A01'")
+    return ord(match.group(1)) - ord("A"), int(match.group(2)) - 1
+
+
+def well_name(row: int, column: int) -> str:
+    """Well name of a zero-based (row, column): (1, 2) → ``B03``."""
+    return f"{chr(ord('A') + row)}{column + 1:02d}"
+
+
+class Site(ExperimentModel):
+    """An imaged field of view at grid position (y, x) within its well."""
+
+    __tablename__ = "sites"
+    __table_args__ = (UniqueConstraint("x", "y", "well_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    y: Mapped[int] = mapped_column(Integer)
+    x: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    omitted: Mapped[bool] = mapped_column(Boolean, default=False)
+    top_residue: Mapped[int] = mapped_column(Integer, default=0)
+    bottom_residue: Mapped[int] = mapped_column(Integer, default=0)
+    left_residue: Mapped[int] = mapped_column(Integer, default=0)
+    right_residue: Mapped[int] = mapped_column(Integer, default=0)
+    well_id: Mapped[int] = mapped_column(ForeignKey("wells.id", ondelete="CASCADE"), index=True)
+
+    well: Mapped[Well] = relationship(back_populates="sites")
+
+    @property
+    def aligned_height(self) -> int:
+        return self.height - self.top_residue - self.bottom_residue
+
+    @property
+    def aligned_width(self) -> int:
+        return self.width - self.left_residue - self.right_residue
+
+
+class SiteShift(ExperimentModel):
+    """Shift of a site in one cycle relative to the reference cycle (pixels; + = down/right)."""
+
+    __tablename__ = "site_shifts"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("cycles.id", ondelete="CASCADE"), primary_key=True
+    )
+    y: Mapped[int] = mapped_column(Integer)
+    x: Mapped[int] = mapped_column(Integer)
+
+
+class Cycle(ExperimentModel):
+    """A multiplexing round (or a block of time points in basic mode)."""
+
+    __tablename__ = "cycles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, unique=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiment.id", ondelete="CASCADE"))
+
+
+__all__ = [
+    "ACQUISITION_MODES",
+    "FILE_STATUSES",
+    "PLATE_DIMENSIONS",
+    "PLATE_FORMATS",
+    "WORKFLOW_TYPES",
+    "Acquisition",
+    "Cycle",
+    "Experiment",
+    "MicroscopeImageFile",
+    "MicroscopeMetadataFile",
+    "Plate",
+    "Site",
+    "SiteShift",
+    "Well",
+    "well_coordinates",
+    "well_name",
+]

@@ -1,0 +1,271 @@
+"""Engines and sessions for the main database and the per-experiment tables.
+
+One code path for both databases:
+
+* PostgreSQL: the experiment tables live in schema ``experiment_<id>`` of the
+  main database; the experiment engine is the main engine with a
+  ``schema_translate_map`` (so both share one connection pool).
+* SQLite: the experiment tables live in ``<experiment dir>/experiment.db``, so
+  that deleting an experiment is deleting its directory and parallel jobs of
+  different experiments never wait for each other's locks.
+
+Tables are created lazily on the first session of a process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
+
+from tmlib.config import load_settings
+from tmlib.errors import DatabaseError, NotFoundError
+from tmlib.models.base import ExperimentModel, MainModel
+
+_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+_ready: set[tuple[str, int | None]] = set()
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return url
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN")
+
+
+def get_engine(url: str) -> Engine:
+    """A cached engine for `url`; SQLite files get WAL mode and foreign keys.
+
+    Raises
+    ------
+    DatabaseError
+        When the URL cannot be parsed or names an unknown driver.
+    """
+    with _lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
+        try:
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite":
+                if parsed.database and parsed.database != ":memory:":
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                engine = sa.create_engine(url)
+                _configure_sqlite(engine)
+            elif parsed.get_backend_name() == "postgresql":
+                if parsed.drivername == "postgresql":
+                    # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2 (COPY support).
+                    parsed = parsed.set(drivername="postgresql+psycopg2")
+                engine = sa.create_engine(
+                    parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5}
+                )
+            else:
+                raise DatabaseError(
+                    f"unsupported database URL {safe_url(url)}: use sqlite:///PATH or "
+                    "postgresql://USER@HOST:PORT/DBNAME (TMAPS_DB_URL)"
+                )
+        except (exc.ArgumentError, exc.NoSuchModuleError) as err:
+            raise DatabaseError(f"invalid database URL {safe_url(url)}: {err}") from err
+        _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close all pooled connections (call after ``fork`` and in tests)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _ready.clear()
+
+
+def _connect_error(url: str, err: Exception) -> DatabaseError:
+    reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
+    return DatabaseError(
+        f"cannot use database {safe_url(url)}: {reason} "
+        "(check TMAPS_DB_URL and that the server is running)"
+    )
+
+
+def main_engine(url: str | None = None) -> Engine:
+    """Engine of the main database, with its tables created.
+
+    Parameters
+    ----------
+    url : str, optional
+        Database URL; default: the configured ``TMAPS_DB_URL``.
+    """
+    url = url or load_settings().db_url
+    engine = get_engine(url)
+    if (url, None) not in _ready:
+        try:
+            MainModel.metadata.create_all(engine)
+        except exc.OperationalError as err:
+            raise _connect_error(url, err) from err
+        _ready.add((url, None))
+    return engine
+
+
+def experiment_schema(experiment_id: int) -> str:
+    """Name of the PostgreSQL schema of an experiment."""
+    return f"experiment_{int(experiment_id)}"
+
+
+def experiment_db_path(location: str | os.PathLike) -> Path:
+    """Path of the SQLite file of the experiment whose directory is `location`."""
+    return Path(location) / "experiment.db"
+
+
+def _experiment_location(url: str, experiment_id: int) -> str:
+    from tmlib.models.main import ExperimentReference
+
+    with Session(main_engine(url)) as session:
+        ref = session.get(ExperimentReference, experiment_id)
+        if ref is None:
+            raise NotFoundError(f"experiment {experiment_id} does not exist")
+        return ref.location
+
+
+def experiment_engine(experiment_id: int, url: str | None = None) -> Engine:
+    """Engine for the tables of one experiment, created on first use.
+
+    Raises
+    ------
+    NotFoundError
+        When no experiment reference with that id exists.
+    """
+    url = url or load_settings().db_url
+    base = main_engine(url)
+    if base.dialect.name == "postgresql":
+        schema = experiment_schema(experiment_id)
+        engine = base.execution_options(schema_translate_map={None: schema})
+        if (url, experiment_id) not in _ready:
+            with base.begin() as conn:
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            with engine.begin() as conn:
+                ExperimentModel.metadata.create_all(conn)
+    else:
+        path = experiment_db_path(_experiment_location(url, experiment_id))
+        engine = get_engine(f"sqlite:///{path}")
+        if (url, experiment_id) not in _ready:
+            ExperimentModel.metadata.create_all(engine)
+    _ready.add((url, experiment_id))
+    return engine
+
+
+def drop_experiment_tables(experiment_id: int, location: str, url: str | None = None) -> None:
+    """Remove an experiment's tables: its schema (PostgreSQL) or its SQLite file."""
+    url = url or load_settings().db_url
+    base = main_engine(url)
+    if base.dialect.name == "postgresql":
+        with base.begin() as conn:
+            conn.exec_driver_sql(
+                f'DROP SCHEMA IF EXISTS "{experiment_schema(experiment_id)}" CASCADE'
+            )
+    else:
+        path = experiment_db_path(location)
+        with _lock:
+            engine = _engines.pop(f"sqlite:///{path}", None)
+        if engine is not None:
+            engine.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    _ready.discard((url, experiment_id))
+
+
+class _SessionContext:
+    """Context manager: yields a session, commits on success, rolls back on error."""
+
+    def __init__(self) -> None:
+        self._session: Session | None = None
+
+    def _engine(self) -> Engine:
+        raise NotImplementedError
+
+    def __enter__(self) -> Session:
+        self._session = Session(self._engine(), expire_on_commit=False)
+        return self._session
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._session is not None
+        try:
+            if exc_type is None:
+                self._session.commit()
+            else:
+                self._session.rollback()
+        finally:
+            self._session.close()
+            self._session = None
+
+
+class MainSession(_SessionContext):
+    """Session on the main database.
+
+    Examples
+    --------
+    >>> with MainSession() as session:  # doctest: +SKIP
+    ...     users = session.scalars(sa.select(User)).all()
+    """
+
+    def __init__(self, db_url: str | None = None) -> None:
+        super().__init__()
+        self.db_url = db_url or load_settings().db_url
+
+    def _engine(self) -> Engine:
+        try:
+            return main_engine(self.db_url)
+        except exc.DBAPIError as err:
+            raise _connect_error(self.db_url, err) from err
+
+
+class ExperimentSession(_SessionContext):
+    """Session on the tables of one experiment.
+
+    Parameters
+    ----------
+    experiment_id : int
+        Id of the experiment (its ``ExperimentReference``).
+    db_url : str, optional
+        Main database URL; default: the configured one.
+    """
+
+    def __init__(self, experiment_id: int, db_url: str | None = None) -> None:
+        super().__init__()
+        self.experiment_id = int(experiment_id)
+        self.db_url = db_url or load_settings().db_url
+
+    def _engine(self) -> Engine:
+        try:
+            return experiment_engine(self.experiment_id, self.db_url)
+        except exc.DBAPIError as err:
+            raise _connect_error(self.db_url, err) from err

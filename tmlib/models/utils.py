@@ -1,0 +1,17 @@
+"""Session helpers (``tm.utils.MainSession``, ``tm.utils.ExperimentSession``)."""
+
+from tmlib.models.session import (
+    ExperimentSession,
+    MainSession,
+    dispose_engines,
+    experiment_engine,
+    main_engine,
+)
+
+__all__ = [
+    "ExperimentSession",
+    "MainSession",
+    "dispose_engines",
+    "experiment_engine",
+    "main_engine",
+]

@@ -1,0 +1,432 @@
+"""The experiment registry: users, experiments, plates, acquisitions and their files.
+
+These functions are what ``tm_add`` and the server call. Each validates all of
+its input before it writes anything, and either completes or leaves the
+database and the file system as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+import tmlib.models as tm
+from tmlib.config import load_settings
+from tmlib.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from tmlib.microscopes import get_microscope_type
+from tmlib.models.experiment import ACQUISITION_MODES, PLATE_FORMATS, WORKFLOW_TYPES
+from tmlib.models.session import drop_experiment_tables
+
+logger = logging.getLogger(__name__)
+
+_MAX_FILENAME = 256
+
+
+def add_user(name: str, password: str, email: str, db_url: str | None = None) -> int:
+    """Create a user and return its id.
+
+    Raises
+    ------
+    AlreadyExistsError
+        When the name or the e-mail address is taken.
+    InvalidInputError
+        When a field is empty.
+    """
+    for label, value in (("name", name), ("password", password), ("email", email)):
+        if not value or not value.strip():
+            raise InvalidInputError(f"user {label} must not be empty")
+    with tm.utils.MainSession(db_url) as session:
+        if session.scalar(sa.select(tm.User.id).where(tm.User.name == name)) is not None:
+            raise AlreadyExistsError(f"user {name!r} exists already")
+        if session.scalar(sa.select(tm.User.id).where(tm.User.email == email)) is not None:
+            raise AlreadyExistsError(f"e-mail address {email!r} is used by another user")
+        user = tm.User(name=name, email=email, password=password)
+        session.add(user)
+        session.flush()
+        return user.id
+
+
+def find_user(session: Session, name: str) -> tm.User:
+    """The user called `name`.
+
+    Raises
+    ------
+    NotFoundError
+    """
+    user = session.scalar(sa.select(tm.User).where(tm.User.name == name))
+    if user is None:
+        raise NotFoundError(f"user {name!r} does not exist (create it with 'tm_add user')")
+    return user
+
+
+def find_experiment(
+    session: Session, experiment: str | int, user: str | None = None
+) -> tm.ExperimentReference:
+    """An experiment reference by id or by name (optionally of a given user).
+
+    Parameters
+    ----------
+    session : Session
+        A main-database session.
+    experiment : str or int
+        The numeric id, or the name.
+    user : str, optional
+        Owner's name, needed when several users have experiments of that name.
+
+    Raises
+    ------
+    NotFoundError
+        When no such experiment exists.
+    InvalidInputError
+        When the name is ambiguous.
+    """
+    query = sa.select(tm.ExperimentReference)
+    if user is not None:
+        query = query.where(tm.ExperimentReference.user_id == find_user(session, user).id)
+    if isinstance(experiment, int) or str(experiment).isdigit():
+        found = session.scalars(query.where(tm.ExperimentReference.id == int(experiment))).all()
+        if not found:
+            # a numeric name is still a name
+            found = session.scalars(
+                query.where(tm.ExperimentReference.name == str(experiment))
+            ).all()
+    else:
+        found = session.scalars(query.where(tm.ExperimentReference.name == experiment)).all()
+    if not found:
+        owner = f" of user {user!r}" if user else ""
+        raise NotFoundError(f"experiment {experiment!r}{owner} does not exist")
+    if len(found) > 1:
+        raise InvalidInputError(
+            f"several users have an experiment named {experiment!r}: give its id or the user (-u)"
+        )
+    return found[0]
+
+
+def add_experiment(
+    name: str,
+    user: str,
+    microscope_type: str = "cellvoyager",
+    plate_format: int = 384,
+    plate_acquisition_mode: str = "basic",
+    workflow_type: str = "canonical",
+    description: str | None = None,
+    db_url: str | None = None,
+) -> int:
+    """Create an experiment: its reference, directory and tables. Returns its id.
+
+    Raises
+    ------
+    InvalidInputError
+        For an invalid microscope type, plate format, acquisition mode or name.
+    NotFoundError
+        When the user does not exist.
+    AlreadyExistsError
+        When the user has an experiment of that name already.
+    """
+    if not name or not name.strip():
+        raise InvalidInputError("experiment name must not be empty")
+    get_microscope_type(microscope_type)
+    if plate_format not in PLATE_FORMATS:
+        raise InvalidInputError(
+            f"invalid plate format {plate_format}; choose one of "
+            f"{', '.join(map(str, PLATE_FORMATS))}"
+        )
+    if plate_acquisition_mode not in ACQUISITION_MODES:
+        raise InvalidInputError(
+            f"invalid plate acquisition mode {plate_acquisition_mode!r}; choose one of "
+            f"{', '.join(ACQUISITION_MODES)}"
+        )
+    if workflow_type not in WORKFLOW_TYPES:
+        raise InvalidInputError(
+            f"invalid workflow type {workflow_type!r}; choose one of {', '.join(WORKFLOW_TYPES)}"
+        )
+    storage_home = load_settings().storage_home
+    with tm.utils.MainSession(db_url) as session:
+        owner = find_user(session, user)
+        exists = session.scalar(
+            sa.select(tm.ExperimentReference.id).where(
+                tm.ExperimentReference.name == name, tm.ExperimentReference.user_id == owner.id
+            )
+        )
+        if exists is not None:
+            raise AlreadyExistsError(f"user {user!r} has an experiment named {name!r} already")
+        ref = tm.ExperimentReference(
+            name=name,
+            description=description,
+            root_directory=str(storage_home.resolve()),
+            user_id=owner.id,
+        )
+        session.add(ref)
+        session.flush()
+        experiment_id, location = ref.id, ref.location
+    # The experiment's tables are found through its committed reference; if
+    # creating them fails, undo the reference so that nothing half-made remains.
+    try:
+        Path(location).mkdir(parents=True, exist_ok=False)
+        with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+            session.add(
+                tm.Experiment(
+                    id=experiment_id,
+                    location=location,
+                    microscope_type=microscope_type,
+                    workflow_type=workflow_type,
+                    plate_format=plate_format,
+                    plate_acquisition_mode=plate_acquisition_mode,
+                )
+            )
+    except BaseException:
+        delete_experiment(experiment_id, db_url)
+        raise
+    return experiment_id
+
+
+def delete_experiment(experiment_id: int, db_url: str | None = None) -> None:
+    """Delete an experiment: its tables (schema or SQLite file), directory and reference.
+
+    Raises
+    ------
+    NotFoundError
+        When no experiment has that id.
+    """
+    with tm.utils.MainSession(db_url) as session:
+        ref = session.get(tm.ExperimentReference, experiment_id)
+        if ref is None:
+            raise NotFoundError(f"experiment {experiment_id} does not exist")
+        location = ref.location
+        drop_experiment_tables(experiment_id, location, db_url)
+        shutil.rmtree(location, ignore_errors=True)
+        session.delete(ref)
+
+
+def _the_experiment(session: Session) -> tm.Experiment:
+    experiment = session.scalar(sa.select(tm.Experiment))
+    if experiment is None:  # only if the database was edited by hand
+        raise NotFoundError("the experiment's tables hold no experiment row")
+    return experiment
+
+
+def find_plate(session: Session, name: str) -> tm.Plate:
+    """The plate called `name` (in an experiment session).
+
+    Raises
+    ------
+    NotFoundError
+    """
+    plate = session.scalar(sa.select(tm.Plate).where(tm.Plate.name == name))
+    if plate is None:
+        raise NotFoundError(f"plate {name!r} does not exist (create it with 'tm_add plate')")
+    return plate
+
+
+def find_acquisition(session: Session, plate: str, name: str) -> tm.Acquisition:
+    """The acquisition `name` of plate `plate` (in an experiment session).
+
+    Raises
+    ------
+    NotFoundError
+    """
+    plate_row = find_plate(session, plate)
+    acquisition = session.scalar(
+        sa.select(tm.Acquisition).where(
+            tm.Acquisition.plate_id == plate_row.id, tm.Acquisition.name == name
+        )
+    )
+    if acquisition is None:
+        raise NotFoundError(
+            f"acquisition {name!r} of plate {plate!r} does not exist "
+            "(create it with 'tm_add acquisition')"
+        )
+    return acquisition
+
+
+def _experiment_id(experiment: str | int, user: str | None, db_url: str | None) -> int:
+    with tm.utils.MainSession(db_url) as session:
+        return find_experiment(session, experiment, user).id
+
+
+def add_plate(
+    experiment: str | int,
+    name: str,
+    description: str | None = None,
+    user: str | None = None,
+    db_url: str | None = None,
+) -> int:
+    """Add a plate to an experiment and return its id.
+
+    Raises
+    ------
+    NotFoundError, AlreadyExistsError, InvalidInputError
+    """
+    if not name or not name.strip():
+        raise InvalidInputError("plate name must not be empty")
+    experiment_id = _experiment_id(experiment, user, db_url)
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        if session.scalar(sa.select(tm.Plate.id).where(tm.Plate.name == name)) is not None:
+            raise AlreadyExistsError(f"experiment {experiment!r} has a plate {name!r} already")
+        plate = tm.Plate(name=name, description=description, experiment=_the_experiment(session))
+        session.add(plate)
+        session.flush()
+        return plate.id
+
+
+def add_acquisition(
+    experiment: str | int,
+    plate: str,
+    name: str,
+    description: str | None = None,
+    user: str | None = None,
+    db_url: str | None = None,
+) -> int:
+    """Add an acquisition to a plate and return its id.
+
+    Raises
+    ------
+    NotFoundError, AlreadyExistsError, InvalidInputError
+    """
+    if not name or not name.strip():
+        raise InvalidInputError("acquisition name must not be empty")
+    experiment_id = _experiment_id(experiment, user, db_url)
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        plate_row = find_plate(session, plate)
+        exists = session.scalar(
+            sa.select(tm.Acquisition.id).where(
+                tm.Acquisition.plate_id == plate_row.id, tm.Acquisition.name == name
+            )
+        )
+        if exists is not None:
+            raise AlreadyExistsError(f"plate {plate!r} has an acquisition {name!r} already")
+        acquisition = tm.Acquisition(name=name, description=description, plate=plate_row)
+        session.add(acquisition)
+        session.flush()
+        return acquisition.id
+
+
+@dataclass
+class Registration:
+    """What :func:`register_files` did.
+
+    Attributes
+    ----------
+    images, metadata : list of str
+        Names of the newly registered image and metadata files.
+    known : list of str
+        Matching names that were registered before (left as they were).
+    skipped : list of str
+        Names in the directory that match no pattern of the microscope type.
+    """
+
+    images: list[str] = field(default_factory=list)
+    metadata: list[str] = field(default_factory=list)
+    known: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _regular_files(directory: Path) -> Iterator[str]:
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file() and not entry.name.startswith("."):
+                yield entry.name
+
+
+def _place(source: Path, target: Path, copy: bool) -> None:
+    """Symlink or copy `source` to `target` via a temporary name (replaces stale leftovers)."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    if copy:
+        shutil.copyfile(source, tmp)
+    else:
+        os.symlink(source, tmp)
+    os.replace(tmp, target)
+
+
+def register_files(
+    experiment: str | int,
+    plate: str,
+    acquisition: str,
+    source: str | os.PathLike,
+    copy: bool = False,
+    user: str | None = None,
+    db_url: str | None = None,
+) -> Registration:
+    """Register the microscope files in `source` with an acquisition.
+
+    Image and metadata files are recognised by the experiment's microscope
+    type. Each is symlinked (default) or copied into the acquisition's
+    directory and gets a row with status ``COMPLETE``. Names registered before
+    are left alone, so running it twice adds nothing.
+
+    Raises
+    ------
+    InvalidInputError
+        When `source` is not a directory or holds no matching file.
+    NotFoundError
+        When the experiment, plate or acquisition does not exist.
+    """
+    source = Path(source).expanduser().resolve()
+    if not source.is_dir():
+        raise InvalidInputError(f"source directory {source} does not exist or is no directory")
+    experiment_id = _experiment_id(experiment, user, db_url)
+    result = Registration()
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        microscope = get_microscope_type(_the_experiment(session).microscope_type)
+        acq = find_acquisition(session, plate, acquisition)
+        for name in sorted(_regular_files(source)):
+            if microscope.is_image(name):
+                result.images.append(name)
+            elif microscope.is_metadata(name):
+                result.metadata.append(name)
+            else:
+                result.skipped.append(name)
+        if not result.images:
+            raise InvalidInputError(
+                f"no file in {source} matches the {microscope.name} image pattern "
+                f"({len(result.skipped)} other files found)"
+            )
+        too_long = [n for n in result.images + result.metadata if len(n) > _MAX_FILENAME]
+        if too_long:
+            raise InvalidInputError(
+                f"file name longer than {_MAX_FILENAME} characters: {too_long[0]}"
+            )
+
+        placed: list[Path] = []
+        try:
+            for model, names, directory in (
+                (tm.MicroscopeImageFile, result.images, acq.microscope_images_location),
+                (tm.MicroscopeMetadataFile, result.metadata, acq.microscope_metadata_location),
+            ):
+                known = set(
+                    session.scalars(sa.select(model.name).where(model.acquisition_id == acq.id))
+                )
+                new = [n for n in names if n not in known]
+                result.known.extend(n for n in names if n in known)
+                names[:] = new
+                target_dir = Path(directory)
+                target_dir.mkdir(parents=True, exist_ok=True)
+                for name in new:
+                    target = target_dir / name
+                    _place(source / name, target, copy)
+                    placed.append(target)
+                if new:
+                    session.execute(
+                        sa.insert(model),
+                        [{"name": n, "status": "COMPLETE", "acquisition_id": acq.id} for n in new],
+                    )
+            session.commit()
+        except BaseException:
+            for path in placed:
+                path.unlink(missing_ok=True)
+            raise
+    logger.info(
+        "registered %d image and %d metadata files from %s",
+        len(result.images),
+        len(result.metadata),
+        source,
+    )
+    return result
