@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The main job on a small simulated plate, on this machine's cores with the embedded SQLite database.
+# Every command is printed before it runs, so you can repeat it by hand.
+set -euo pipefail
+
+export TMAPS_HOME="${TMAPS_HOME:-$PWD/.demo}"
+export TMAPS_DB_URL="${TMAPS_DB_URL:-sqlite:///$TMAPS_HOME/tissuemaps.db}"
+export TMAPS_CONFIG_FILE="${TMAPS_CONFIG_FILE:-$TMAPS_HOME/tissuemaps.cfg}"
+PLATE_DIR="$TMAPS_HOME/microscope/plate01"
+
+run() { printf '\n$ %s\n' "$*"; "$@"; }
+
+echo "TissueMAPS demo: TMAPS_HOME=$TMAPS_HOME"
+# Start from scratch so the demo gives the same result every time.
+rm -rf "$TMAPS_HOME"
+mkdir -p "$TMAPS_HOME"
+
+run tm_simulate plate "$PLATE_DIR" --microscope cellvoyager --plate-format 384 \
+    --wells 4 --sites 4 --channels 2 --size 512x512 --seed 1
+run tm_add user -n demo -p demo -e demo@example.org
+printf '\n$ tm_add experiment -e demo -u demo --microscope-type cellvoyager --plate-format 384\n'
+EXPERIMENT_ID=$(tm_add experiment -e demo -u demo --microscope-type cellvoyager --plate-format 384)
+echo "$EXPERIMENT_ID"
+run tm_add plate -e demo -p plate01
+run tm_add acquisition -e demo -p plate01 -a acquisition01
+run tm_add files -e demo -p plate01 -a acquisition01 -s "$PLATE_DIR"
+
+printf '\nWhat was produced:\n'
+python - "$EXPERIMENT_ID" <<'PY'
+import sys
+
+import sqlalchemy as sa
+
+import tmlib.models as tm
+
+experiment_id = int(sys.argv[1])
+with tm.utils.MainSession() as session:
+    ref = session.get(tm.ExperimentReference, experiment_id)
+    print(f"  experiment {ref.id} {ref.name!r} of user {ref.user.name!r} in {ref.location}")
+with tm.utils.ExperimentSession(experiment_id) as session:
+    for plate in session.scalars(sa.select(tm.Plate)):
+        for acq in plate.acquisitions:
+            print(
+                f"  plate {plate.name!r}, acquisition {acq.name!r}: "
+                f"{len(acq.microscope_image_files)} image files, "
+                f"{len(acq.microscope_metadata_files)} metadata files"
+            )
+            print(f"    registered under {acq.location}")
+PY
+
+cat <<EOT
+
+Ground truth of the simulated plate (cell centres, label images): $PLATE_DIR/ground_truth
+Look at the data from Python:
+    TMAPS_HOME=$TMAPS_HOME .venv/bin/python -c "import tmlib.models as tm; ..."
+The workflow stages (conversion, illumination correction, pyramids, analysis)
+are added to this demo as they are built; see README.md.
+EOT
