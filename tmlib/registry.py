@@ -166,6 +166,12 @@ def add_experiment(
         session.add(ref)
         session.flush()
         experiment_id, location = ref.id, ref.location
+        if os.path.lexists(location):
+            # e.g. left by another database with the same storage home: never touch it
+            raise AlreadyExistsError(
+                f"experiment directory {location} exists already but belongs to no experiment "
+                "of this database; move it away or set TMAPS_STORAGE_HOME to another directory"
+            )
     # The experiment's tables are found through its committed reference; if
     # creating them fails, undo the reference so that nothing half-made remains.
     try:
@@ -339,11 +345,15 @@ def _place(source: Path, target: Path, copy: bool) -> None:
     """Symlink or copy `source` to `target` via a temporary name (replaces stale leftovers)."""
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.unlink(missing_ok=True)
-    if copy:
-        shutil.copyfile(source, tmp)
-    else:
-        os.symlink(source, tmp)
-    os.replace(tmp, target)
+    try:
+        if copy:
+            shutil.copyfile(source, tmp)
+        else:
+            os.symlink(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def register_files(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tmlib import registry
-from tmlib.cli.base import handle_errors, verbosity_option
+from tmlib.cli.base import Program, handle_errors, verbosity_option
 from tmlib.microscopes import MICROSCOPE_TYPES
 from tmlib.models.experiment import ACQUISITION_MODES, WORKFLOW_TYPES
 
@@ -16,6 +16,8 @@ _OWNER = click.option(
 
 
 @click.group(
+    name="tm_add",
+    cls=Program,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Example, registering a CellVoyager plate:

@@ -25,6 +25,36 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+# click >= 8.2 raises this for a bare group invocation; its message is the help.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class Program(click.Group):
+    """A command group whose usage errors are one line on stderr (exit 2).
+
+    click's standalone mode prints usage, a hint and the error on several
+    lines; we promise one line, as for the library's own errors.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        program = self.name or "tissuemaps"
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as err:
+            if isinstance(err, _NO_ARGS_IS_HELP) and err.ctx is not None:
+                click.echo(err.ctx.get_help(), err=True)  # bare program name: show the help
+                sys.exit(err.exit_code)
+            fail(program, err.format_message(), err.exit_code)
+        except click.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.Abort:
+            fail(program, "aborted", EXIT_FAILED)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 def configure_logging(verbosity: int) -> None:
     """Log to stderr: warnings by default, INFO with ``-v``, DEBUG with ``-vv`` or more."""
     level = _LEVELS.get(verbosity, logging.DEBUG)

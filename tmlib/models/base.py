@@ -10,6 +10,7 @@ to ``experiment_<id>`` (PostgreSQL) or puts them in their own SQLite file.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import shapely
@@ -45,6 +46,39 @@ class Geometry(TypeDecorator):
         if value is None:
             return None
         return shapely.from_wkb(bytes(value))
+
+
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _encode_float(value: float | None) -> float | str | None:
+    if value is None or math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+class FloatMap(TypeDecorator):
+    """A ``{key: float}`` mapping in a JSON column that keeps NaN and ±infinity.
+
+    JSON (and PostgreSQL's JSONB) has no NaN or infinity, yet measurements
+    produce them; they are stored as the strings ``"NaN"``, ``"Infinity"`` and
+    ``"-Infinity"`` and turned back into floats on read.
+    """
+
+    impl = JSONType
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return {str(k): _encode_float(v) for k, v in value.items()}
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return {k: _NON_FINITE.get(v, v) if isinstance(v, str) else v for k, v in value.items()}
 
 
 def _utcnow() -> dt.datetime:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from tmlib.models.base import BigIdType, ExperimentModel, Geometry, JSONType
+from tmlib.models.base import BigIdType, ExperimentModel, FloatMap, Geometry
 
 REF_TYPES = ("Plate", "Well", "Site")
 
@@ -106,4 +106,4 @@ class FeatureValues(ExperimentModel):
     )
     tpoint: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
     partition_key: Mapped[int] = mapped_column(Integer)
-    values: Mapped[dict[str, float]] = mapped_column(JSONType)
+    values: Mapped[dict[str, float]] = mapped_column(FloatMap)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from tmlib.models.base import ExperimentModel, JSONType
+from tmlib.models.base import ExperimentModel, FloatMap, JSONType
 
 
 class ToolResult(ExperimentModel):
@@ -70,7 +70,7 @@ class LabelValues(ExperimentModel):
     )
     tpoint: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
     partition_key: Mapped[int] = mapped_column(Integer)
-    values: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    values: Mapped[dict[str, float]] = mapped_column(FloatMap)
 
 
 class Plot(ExperimentModel):

@@ -30,7 +30,8 @@ from tmlib.models.base import ExperimentModel, MainModel
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
-_ready: set[tuple[str, int | None]] = set()
+_ready: set[str] = set()  # main databases whose tables exist
+_experiment_engines: dict[tuple[str, int], Engine] = {}
 
 
 def safe_url(url: str) -> str:
@@ -74,7 +75,14 @@ def get_engine(url: str) -> Engine:
             parsed = make_url(url)
             if parsed.get_backend_name() == "sqlite":
                 if parsed.database and parsed.database != ":memory:":
-                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                    directory = Path(parsed.database).parent
+                    try:
+                        directory.mkdir(parents=True, exist_ok=True)
+                    except OSError as err:
+                        raise DatabaseError(
+                            f"cannot create directory {directory} for the SQLite database "
+                            f"{safe_url(url)}: {err.strerror} (check TMAPS_DB_URL / TMAPS_HOME)"
+                        ) from err
                 engine = sa.create_engine(url)
                 _configure_sqlite(engine)
             elif parsed.get_backend_name() == "postgresql":
@@ -90,7 +98,9 @@ def get_engine(url: str) -> Engine:
                     "postgresql://USER@HOST:PORT/DBNAME (TMAPS_DB_URL)"
                 )
         except (exc.ArgumentError, exc.NoSuchModuleError) as err:
-            raise DatabaseError(f"invalid database URL {safe_url(url)}: {err}") from err
+            raise DatabaseError(
+                f"invalid database URL {safe_url(url)}: {err} (check TMAPS_DB_URL)"
+            ) from err
         _engines[url] = engine
         return engine
 
@@ -102,6 +112,7 @@ def dispose_engines() -> None:
             engine.dispose()
         _engines.clear()
         _ready.clear()
+        _experiment_engines.clear()
 
 
 def _connect_error(url: str, err: Exception) -> DatabaseError:
@@ -122,12 +133,12 @@ def main_engine(url: str | None = None) -> Engine:
     """
     url = url or load_settings().db_url
     engine = get_engine(url)
-    if (url, None) not in _ready:
+    if url not in _ready:
         try:
             MainModel.metadata.create_all(engine)
         except exc.OperationalError as err:
             raise _connect_error(url, err) from err
-        _ready.add((url, None))
+        _ready.add(url)
     return engine
 
 
@@ -160,21 +171,24 @@ def experiment_engine(experiment_id: int, url: str | None = None) -> Engine:
         When no experiment reference with that id exists.
     """
     url = url or load_settings().db_url
+    key = (url, int(experiment_id))
+    engine = _experiment_engines.get(key)
+    if engine is not None:
+        return engine
     base = main_engine(url)
+    # Never create tables for an experiment that has no reference.
+    location = _experiment_location(url, experiment_id)
     if base.dialect.name == "postgresql":
         schema = experiment_schema(experiment_id)
         engine = base.execution_options(schema_translate_map={None: schema})
-        if (url, experiment_id) not in _ready:
-            with base.begin() as conn:
-                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            with engine.begin() as conn:
-                ExperimentModel.metadata.create_all(conn)
+        with base.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        with engine.begin() as conn:
+            ExperimentModel.metadata.create_all(conn)
     else:
-        path = experiment_db_path(_experiment_location(url, experiment_id))
-        engine = get_engine(f"sqlite:///{path}")
-        if (url, experiment_id) not in _ready:
-            ExperimentModel.metadata.create_all(engine)
-    _ready.add((url, experiment_id))
+        engine = get_engine(f"sqlite:///{experiment_db_path(location)}")
+        ExperimentModel.metadata.create_all(engine)
+    _experiment_engines[key] = engine
     return engine
 
 
@@ -195,7 +209,7 @@ def drop_experiment_tables(experiment_id: int, location: str, url: str | None = 
             engine.dispose()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-    _ready.discard((url, experiment_id))
+    _experiment_engines.pop((url, int(experiment_id)), None)
 
 
 class _SessionContext:

@@ -1,0 +1,121 @@
+"""Shared helpers of the model, registry and ``tm_add`` tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import sqlalchemy as sa
+
+import tmlib.models as tm
+
+#: Metadata files a CellVoyager writes next to its images.
+CELLVOYAGER_METADATA = ("MeasurementData.mlf", "MeasurementDetail.mrf")
+
+
+def cellvoyager_name(well: str, site: int, channel: int, plate: str = "Plate") -> str:
+    """Image file name in CellVoyager style, e.g. ``Plate_A01_T0001F001L01A01Z01C01.tif``."""
+    return f"{plate}_{well}_T0001F{site:03d}L01A01Z01C{channel:02d}.tif"
+
+
+def make_cellvoyager_dir(
+    directory: Path,
+    wells: Iterable[str] = ("A01", "A02"),
+    sites: int = 2,
+    channels: int = 1,
+    metadata: bool = True,
+    extra: Iterable[str] = (),
+    content: bool = False,
+) -> tuple[list[str], list[str], list[str]]:
+    """Fill `directory` with CellVoyager-named files.
+
+    Parameters
+    ----------
+    directory : Path
+        Created if needed.
+    wells, sites, channels
+        Which image files to write.
+    metadata : bool
+        Also write the ``.mlf``/``.mrf`` files.
+    extra : iterable of str
+        Names of further files that match no pattern.
+    content : bool
+        Give every file distinct bytes (else the files are empty).
+
+    Returns
+    -------
+    images, metadata, extra : lists of str
+        The file names written, sorted.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    images = sorted(
+        cellvoyager_name(w, s, c)
+        for w in wells
+        for s in range(1, sites + 1)
+        for c in range(1, channels + 1)
+    )
+    metas = sorted(CELLVOYAGER_METADATA) if metadata else []
+    others = sorted(extra)
+    for name in images + metas + others:
+        (directory / name).write_bytes(f"content of {name}\n".encode() if content else b"")
+    return images, metas, others
+
+
+def count_rows(experiment_id: int, model: type) -> int:
+    """Number of rows of an experiment model in one experiment."""
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+def count_main_rows(model: type) -> int:
+    """Number of rows of a main-database model."""
+    with tm.utils.MainSession() as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+def experiment_schemas(db_url: str) -> list[str]:
+    """Names of the ``experiment_*`` schemas of a PostgreSQL database (sorted)."""
+    engine = tm.utils.main_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT schema_name FROM information_schema.schemata "
+                "WHERE schema_name LIKE 'experiment\\_%'"
+            )
+        ).scalars()
+        return sorted(rows)
+
+
+def schema_tables(db_url: str, schema: str) -> set[str]:
+    """Names of the tables of a PostgreSQL schema."""
+    engine = tm.utils.main_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"),
+            {"s": schema},
+        ).scalars()
+        return set(rows)
+
+
+def files_under(directory: Path) -> list[Path]:
+    """All files and links (not directories) below `directory`, sorted; [] if it is missing."""
+    if not directory.exists():
+        return []
+    return sorted(p for p in directory.rglob("*") if p.is_symlink() or p.is_file())
+
+
+def use_fast_password_hashing(monkeypatch) -> None:
+    """Make ``User(password=...)`` cheap: argon2id with minimal cost (tests only).
+
+    The hashes still start with ``$argon2id$`` and verify through the model's own
+    hasher, which reads the cost parameters from each hash.
+    """
+    from argon2 import PasswordHasher
+
+    import tmlib.models.main
+
+    monkeypatch.setattr(
+        tmlib.models.main,
+        "_hasher",
+        PasswordHasher(time_cost=1, memory_cost=256, parallelism=1),
+    )

@@ -1,0 +1,81 @@
+"""Synthetic microscopy plates for tests and benchmarks (``tm_simulate``).
+
+:mod:`tmlib.simulate.cells` draws and renders the cells of one site (pure
+numpy), :mod:`tmlib.simulate.plate` lays out a plate and drives a vendor
+writer, and :mod:`tmlib.simulate.cellvoyager` is the Yokogawa CellVoyager
+writer.  Importing this package registers all built-in writers in
+:data:`tmlib.simulate.plate.WRITERS`.
+"""
+
+from tmlib.simulate.cells import (
+    CellPopulation,
+    NoiseBank,
+    SiteRenderer,
+    SiteRendering,
+    channel_signal,
+    default_nucleus_radius,
+    defocus,
+    expose,
+    move_cells,
+    place_cells,
+    render_site,
+    spot_field,
+    texture_tile,
+    vignetting_field,
+)
+from tmlib.simulate.cellvoyager import CellVoyagerWriter, image_filename
+from tmlib.simulate.plate import (
+    GROUND_TRUTH_DIR,
+    PLATE_FORMATS,
+    WRITERS,
+    InvalidPlateSpecError,
+    OutputDirectoryNotEmptyError,
+    PlaneInfo,
+    PlateSpec,
+    PlateWriter,
+    SimulationSummary,
+    check_plate,
+    get_writer,
+    ground_truth_label_path,
+    register_writer,
+    simulate_plate,
+    site_grid,
+    site_position,
+    well_names,
+)
+
+__all__ = [
+    "GROUND_TRUTH_DIR",
+    "PLATE_FORMATS",
+    "WRITERS",
+    "CellPopulation",
+    "CellVoyagerWriter",
+    "InvalidPlateSpecError",
+    "NoiseBank",
+    "OutputDirectoryNotEmptyError",
+    "PlaneInfo",
+    "PlateSpec",
+    "PlateWriter",
+    "SimulationSummary",
+    "SiteRenderer",
+    "SiteRendering",
+    "channel_signal",
+    "check_plate",
+    "default_nucleus_radius",
+    "defocus",
+    "expose",
+    "get_writer",
+    "ground_truth_label_path",
+    "image_filename",
+    "move_cells",
+    "place_cells",
+    "register_writer",
+    "render_site",
+    "simulate_plate",
+    "site_grid",
+    "site_position",
+    "spot_field",
+    "texture_tile",
+    "vignetting_field",
+    "well_names",
+]
