@@ -199,7 +199,7 @@ def test_happy_path_links_copies_and_is_idempotent(tmaps, tmp_path: Path) -> Non
         acq = registry.find_acquisition(session, "plate01", "acq01")
         assert acq.id == int(result.stdout)
 
-    # files: symlinks by default, metadata apart, the rest listed as skipped
+    # files: one symlink to the source directory by default, the rest listed as skipped
     source = tmp_path / "source"
     images, metadata, others = make_cellvoyager_dir(
         source, wells=("A01", "B02"), sites=2, channels=2, extra=["notes.txt", "Plate_A01.jpg"]
@@ -215,13 +215,10 @@ def test_happy_path_links_copies_and_is_idempotent(tmaps, tmp_path: Path) -> Non
         f"skipped (matches no pattern): {name}" for name in others
     )
     images_dir, metadata_dir = acquisition_dirs(experiment_id, "plate01", "acq01")
-    assert sorted(os.listdir(images_dir)) == images
-    assert sorted(os.listdir(metadata_dir)) == metadata
-    for directory, names in ((images_dir, images), (metadata_dir, metadata)):
-        for name in names:
-            link = directory / name
-            assert link.is_symlink(), link
-            assert Path(os.readlink(link)) == (source / name).resolve()
+    assert files_under(images_dir) == [] and files_under(metadata_dir) == []
+    links = sorted((images_dir.parent / "sources").iterdir())
+    assert len(links) == 1 and links[0].is_symlink()
+    assert Path(os.readlink(links[0])) == source.resolve()
     with tm.utils.ExperimentSession(experiment_id) as session:
         rows = session.scalars(sa.select(tm.MicroscopeImageFile)).all()
         assert sorted(r.name for r in rows) == images
@@ -230,6 +227,9 @@ def test_happy_path_links_copies_and_is_idempotent(tmaps, tmp_path: Path) -> Non
         meta_rows = session.scalars(sa.select(tm.MicroscopeMetadataFile)).all()
         assert sorted(r.name for r in meta_rows) == metadata
         assert {r.status for r in meta_rows} == {"COMPLETE"}
+        for row in [*rows, *meta_rows]:
+            assert Path(row.location).is_relative_to(links[0])
+            assert os.path.samefile(row.location, source / row.name)
 
     # a second run adds nothing
     before = snapshot(tmaps)
@@ -247,7 +247,12 @@ def test_happy_path_links_copies_and_is_idempotent(tmaps, tmp_path: Path) -> Non
     assert_ok(result)
     assert "registered 1 image and 0 metadata files" in result.stdout
     assert count_rows(experiment_id, tm.MicroscopeImageFile) == 9
-    assert (images_dir / new[0]).is_symlink()
+    assert len(list((images_dir.parent / "sources").iterdir())) == 1  # the link is reused
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        row = session.scalar(
+            sa.select(tm.MicroscopeImageFile).where(tm.MicroscopeImageFile.name == new[0])
+        )
+        assert os.path.samefile(row.location, source / new[0])
 
     # --copy makes real copies that outlive the source
     assert_ok(invoke("acquisition", "-e", "screen1", "-p", "plate01", "-a", "acq02"))
@@ -272,6 +277,12 @@ def test_happy_path_links_copies_and_is_idempotent(tmaps, tmp_path: Path) -> Non
     assert (images_dir / images[0]).read_bytes() == f"content of {images[0]}\n".encode()
     assert count_rows(experiment_id, tm.MicroscopeImageFile) == 9 + 3
     assert count_rows(experiment_id, tm.MicroscopeMetadataFile) == 2 + 2
+    assert not (images_dir.parent / "sources").exists()  # copies need no link
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        row = session.scalar(
+            sa.select(tm.MicroscopeImageFile).where(tm.MicroscopeImageFile.name == images[0])
+        )
+        assert Path(row.location) == images_dir / images[0]
 
 
 def test_real_tm_add_process(tmaps, tmp_path: Path) -> None:
@@ -604,7 +615,7 @@ def _failing_on_call(real: Callable, n: int, make_partial: bool = False) -> Call
     [3, 5],
     ids=["third image", "first metadata file, after the image rows were inserted"],
 )
-def test_failure_half_way_leaves_no_rows_and_no_links(
+def test_failed_copy_half_way_leaves_no_rows_and_no_files(
     fail_at: int, tmaps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     setup = build(tmaps, tmp_path, "acquisition")
@@ -612,7 +623,8 @@ def test_failure_half_way_leaves_no_rows_and_no_links(
     before = snapshot(tmaps)
     real_place = registry._place
     monkeypatch.setattr(registry, "_place", _failing_on_call(real_place, fail_at))
-    result = invoke("files", "-e", "exp1", "-p", "plate01", "-a", "acq01", "-s", str(setup.source))
+    args = ("files", "-e", "exp1", "-p", "plate01", "-a", "acq01", "-s", str(setup.source))
+    result = invoke(*args, "--copy")
     line = assert_one_error_line(result, code=1)
     assert "No space left on device" in line
     assert snapshot(tmaps) == before
@@ -624,10 +636,34 @@ def test_failure_half_way_leaves_no_rows_and_no_links(
 
     # and a later run with a working disk registers everything
     monkeypatch.setattr(registry, "_place", real_place)
-    result = invoke("files", "-e", "exp1", "-p", "plate01", "-a", "acq01", "-s", str(setup.source))
+    result = invoke(*args, "--copy")
     assert_ok(result)
     assert count_rows(setup.experiment_id, tm.MicroscopeImageFile) == 4
     assert sorted(os.listdir(images_dir)) == setup.images
+
+
+def test_failed_insert_leaves_no_rows_and_no_link(
+    tmaps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = build(tmaps, tmp_path, "acquisition")
+    before = snapshot(tmaps)
+    real_insert = registry.sa.insert
+
+    def insert(table):  # the metadata rows fail, after the image rows went in
+        if table is tm.MicroscopeMetadataFile.__table__:
+            raise OSError(errno.EIO, "Input/output error (simulated)")
+        return real_insert(table)
+
+    monkeypatch.setattr(registry.sa, "insert", insert)
+    args = ("files", "-e", "exp1", "-p", "plate01", "-a", "acq01", "-s", str(setup.source))
+    line = assert_one_error_line(invoke(*args), code=1)
+    assert "Input/output error" in line
+    assert count_rows(setup.experiment_id, tm.MicroscopeImageFile) == 0
+    assert snapshot(tmaps) == before  # the source link is gone too
+
+    monkeypatch.setattr(registry.sa, "insert", real_insert)
+    assert_ok(invoke(*args))
+    assert count_rows(setup.experiment_id, tm.MicroscopeImageFile) == 4
 
 
 @pytest.mark.parametrize("tmaps", ["sqlite"], indirect=True)  # a file-system matter

@@ -7,6 +7,7 @@ database and the file system as they were.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -356,6 +357,16 @@ def _place(source: Path, target: Path, copy: bool) -> None:
         raise
 
 
+def source_link_name(directory: Path) -> str:
+    """Name of the link to a source directory: its base name and a hash of its path.
+
+    The same directory always gets the same name, so registering it again
+    reuses its link.
+    """
+    digest = hashlib.sha1(str(directory).encode()).hexdigest()[:10]
+    return f"{directory.name or 'root'}-{digest}"
+
+
 def register_files(
     experiment: str | int,
     plate: str,
@@ -368,9 +379,10 @@ def register_files(
     """Register the microscope files in `source` with an acquisition.
 
     Image and metadata files are recognised by the experiment's microscope
-    type. Each is symlinked (default) or copied into the acquisition's
-    directory and gets a row with status ``COMPLETE``. Names registered before
-    are left alone, so running it twice adds nothing.
+    type and get a row with status ``COMPLETE``. By default the directory is
+    symlinked once into ``<acquisition>/sources/`` and the files are found
+    through that link; with `copy` each file is copied into the acquisition.
+    Names registered before are left alone, so running it twice adds nothing.
 
     Raises
     ------
@@ -405,8 +417,16 @@ def register_files(
                 f"file name longer than {_MAX_FILENAME} characters: {too_long[0]}"
             )
 
-        placed: list[Path] = []
+        link: str | None = None
+        created: list[Path] = []
         try:
+            if not copy:
+                link = source_link_name(source)
+                link_path = Path(acq.sources_location) / link
+                if not link_path.is_symlink() or Path(os.readlink(link_path)) != source:
+                    link_path.parent.mkdir(parents=True, exist_ok=True)
+                    _place(source, link_path, copy=False)
+                    created.append(link_path)
             for model, names, directory in (
                 (tm.MicroscopeImageFile, result.images, acq.microscope_images_location),
                 (tm.MicroscopeMetadataFile, result.metadata, acq.microscope_metadata_location),
@@ -417,20 +437,21 @@ def register_files(
                 new = [n for n in names if n not in known]
                 result.known.extend(n for n in names if n in known)
                 names[:] = new
-                target_dir = Path(directory)
-                target_dir.mkdir(parents=True, exist_ok=True)
-                for name in new:
-                    target = target_dir / name
-                    _place(source / name, target, copy)
-                    placed.append(target)
+                if copy and new:
+                    Path(directory).mkdir(parents=True, exist_ok=True)
+                    for name in new:
+                        target = Path(directory) / name
+                        _place(source / name, target, copy=True)
+                        created.append(target)
                 if new:
-                    session.execute(
-                        sa.insert(model),
-                        [{"name": n, "status": "COMPLETE", "acquisition_id": acq.id} for n in new],
-                    )
+                    rows = [
+                        {"name": n, "status": "COMPLETE", "source": link, "acquisition_id": acq.id}
+                        for n in new
+                    ]
+                    session.execute(sa.insert(model.__table__), rows)
             session.commit()
         except BaseException:
-            for path in placed:
+            for path in created:
                 path.unlink(missing_ok=True)
             raise
     logger.info(

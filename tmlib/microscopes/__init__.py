@@ -1,16 +1,46 @@
-"""Microscope types: which files belong to an acquisition, and (later) how to read them.
+"""Microscope types: which files belong to an acquisition, and how to read them.
 
 Each type names a regular expression for its image files and one for its
-metadata files. ``tm_add files`` uses them to pick the files of a directory;
-the metadata readers of the image conversion stage are registered here too.
+metadata files. ``tm_add files`` uses them to pick the files of a directory.
+Each type also has a :class:`~tmlib.microscopes.base.MetadataReader` that
+turns an acquisition's files into one
+:class:`~tmlib.microscopes.base.PlaneRecord` per image plane::
+
+    mtype = get_microscope_type("cellvoyager")
+    records = mtype.read(image_paths, metadata_paths, regex=None)
+    grid = site_grid_positions(records, "horizontal", n_vertical, n_horizontal)
+
+Modules: :mod:`~tmlib.microscopes.base` (records, regex helpers),
+:mod:`~tmlib.microscopes.cellvoyager`, :mod:`~tmlib.microscopes.visiview`,
+:mod:`~tmlib.microscopes.metamorph`, :mod:`~tmlib.microscopes.tiff` (one
+reader each, with that type's conventions) and :mod:`~tmlib.microscopes.grid`
+(site grid positions).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from tmlib.errors import InvalidInputError
+from tmlib.microscopes.base import MetadataReader, PlaneRecord
+from tmlib.microscopes.cellvoyager import CellVoyagerReader
+from tmlib.microscopes.grid import STITCH_LAYOUTS, site_grid_positions
+from tmlib.microscopes.metamorph import MetaMorphReader
+from tmlib.microscopes.tiff import TiffReader
+from tmlib.microscopes.visiview import VisiViewReader
+
+__all__ = [
+    "MICROSCOPE_TYPES",
+    "STITCH_LAYOUTS",
+    "MetadataReader",
+    "MicroscopeType",
+    "PlaneRecord",
+    "get_microscope_type",
+    "site_grid_positions",
+]
 
 
 @dataclass(frozen=True)
@@ -27,12 +57,29 @@ class MicroscopeType:
         Matches the names of image files (searched from the start of the name).
     metadata_pattern : re.Pattern or None
         Matches the names of vendor metadata files, if the type has any.
+    reader : type of MetadataReader
+        Reads the plane records of an acquisition (keyword only).
     """
 
     name: str
     description: str
     image_pattern: re.Pattern[str]
     metadata_pattern: re.Pattern[str] | None = None
+    reader: type[MetadataReader] = field(kw_only=True)
+
+    @property
+    def default_regex(self) -> str:
+        """Named regex applied to image file names where metadata lack a field."""
+        return self.reader.default_regex
+
+    def read(
+        self,
+        image_files: Sequence[Path | str],
+        metadata_files: Sequence[Path | str],
+        regex: str | None = None,
+    ) -> list[PlaneRecord]:
+        """One :class:`PlaneRecord` per plane; see :meth:`MetadataReader.read`."""
+        return self.reader().read(image_files, metadata_files, regex)
 
     def is_image(self, filename: str) -> bool:
         return self.image_pattern.fullmatch(filename) is not None
@@ -53,22 +100,26 @@ MICROSCOPE_TYPES: dict[str, MicroscopeType] = {
             "Yokogawa CellVoyager CV7000/CV8000 (MeasurementData.mlf + MeasurementDetail.mrf)",
             re.compile(r".+_[A-Z]\d{2}_T\d{4}F\d{3}L\d{2}A\d{2}Z\d{2}C\d{2}" + _IMAGE_EXT, re.I),
             re.compile(r".+\.(?:mlf|mrf)", re.I),
+            reader=CellVoyagerReader,
         ),
         MicroscopeType(
             "visiview",
             "Visitron VisiView (.nd files; <name>_w<N><channel>_s<site>[_t<t>])",
             re.compile(r".+_w\d[^_]*_s\d+(?:_t\d+)?" + r"\.(?:tiff?|stk|png)", re.I),
             re.compile(r".+\.nd", re.I),
+            reader=VisiViewReader,
         ),
         MicroscopeType(
             "metamorph",
             "MetaMorph / MetaXpress (<name>_<WELL>_s<site>[_w<N>], thumbnails ignored)",
             re.compile(r"(?!.*_thumb).+_[A-Z]\d{2}_s\d+(?:_w\d)?(?:[0-9A-F-]{36})?\.tiff?", re.I),
+            reader=MetaMorphReader,
         ),
         MicroscopeType(
             "tiff",
             "Generic TIFF/PNG files; well, site and channel come from a named regex",
             re.compile(r".+" + _IMAGE_EXT, re.I),
+            reader=TiffReader,
         ),
     )
 }

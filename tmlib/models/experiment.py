@@ -117,14 +117,40 @@ class Acquisition(Timestamps, ExperimentModel):
     def microscope_metadata_location(self) -> str:
         return os.path.join(self.location, "microscope_metadata")
 
+    @property
+    def sources_location(self) -> str:
+        """Directory of the symlinks to registered source directories."""
+        return os.path.join(self.location, "sources")
+
 
 class _MicroscopeFile:
+    """A vendor file, either stored in the acquisition or found through a source link.
+
+    ``source`` is the name of a symlink in ``<acquisition>/sources/`` that
+    points to the directory the file was registered from (one link per
+    directory, not per file: 55,000 per-file links cost minutes on a cluster
+    file system); it is ``None`` for files copied or uploaded into the
+    acquisition's own directory.
+    """
+
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(20), default="WAITING")
+    source: Mapped[str | None] = mapped_column(String(300))
     acquisition_id: Mapped[int] = mapped_column(
         ForeignKey("acquisitions.id", ondelete="CASCADE"), index=True
     )
+    acquisition: Acquisition
+
+    def _stored_location(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def location(self) -> str:
+        """Absolute path of the file (through the source link, if any)."""
+        if self.source is not None:
+            return os.path.join(self.acquisition.sources_location, self.source, self.name)
+        return self._stored_location()
 
 
 class MicroscopeImageFile(_MicroscopeFile, ExperimentModel):
@@ -136,8 +162,7 @@ class MicroscopeImageFile(_MicroscopeFile, ExperimentModel):
     omexml: Mapped[str | None] = mapped_column(Text)
     acquisition: Mapped[Acquisition] = relationship(back_populates="microscope_image_files")
 
-    @property
-    def location(self) -> str:
+    def _stored_location(self) -> str:
         return os.path.join(self.acquisition.microscope_images_location, self.name)
 
 
@@ -149,8 +174,7 @@ class MicroscopeMetadataFile(_MicroscopeFile, ExperimentModel):
 
     acquisition: Mapped[Acquisition] = relationship(back_populates="microscope_metadata_files")
 
-    @property
-    def location(self) -> str:
+    def _stored_location(self) -> str:
         return os.path.join(self.acquisition.microscope_metadata_location, self.name)
 
 

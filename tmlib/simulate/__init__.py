@@ -3,8 +3,9 @@
 :mod:`tmlib.simulate.cells` draws and renders the cells of one site (pure
 numpy), :mod:`tmlib.simulate.plate` lays out a plate and drives a vendor
 writer, and :mod:`tmlib.simulate.cellvoyager` is the Yokogawa CellVoyager
-writer.  Importing this package registers all built-in writers in
-:data:`tmlib.simulate.plate.WRITERS`.
+writer (:mod:`~tmlib.simulate.visiview`, :mod:`~tmlib.simulate.metamorph` and
+:mod:`~tmlib.simulate.tiff` write the other layouts).  Importing this
+package registers all built-in writers in :data:`tmlib.simulate.plate.WRITERS`.
 """
 
 from tmlib.simulate.cells import (
@@ -24,6 +25,7 @@ from tmlib.simulate.cells import (
     vignetting_field,
 )
 from tmlib.simulate.cellvoyager import CellVoyagerWriter, image_filename
+from tmlib.simulate.metamorph import MetaMorphWriter
 from tmlib.simulate.plate import (
     GROUND_TRUTH_DIR,
     PLATE_FORMATS,
@@ -43,6 +45,8 @@ from tmlib.simulate.plate import (
     site_position,
     well_names,
 )
+from tmlib.simulate.tiff import TiffWriter
+from tmlib.simulate.visiview import VisiViewWriter
 
 __all__ = [
     "GROUND_TRUTH_DIR",
@@ -51,6 +55,7 @@ __all__ = [
     "CellPopulation",
     "CellVoyagerWriter",
     "InvalidPlateSpecError",
+    "MetaMorphWriter",
     "NoiseBank",
     "OutputDirectoryNotEmptyError",
     "PlaneInfo",
@@ -59,6 +64,8 @@ __all__ = [
     "SimulationSummary",
     "SiteRenderer",
     "SiteRendering",
+    "TiffWriter",
+    "VisiViewWriter",
     "channel_signal",
     "check_plate",
     "default_nucleus_radius",
