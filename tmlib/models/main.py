@@ -156,4 +156,4 @@ class Task(Timestamps, MainModel):
     ended_at: Mapped[dt.datetime | None]
 
     submission: Mapped[Submission] = relationship(back_populates="tasks")
-    children: Mapped[list[Task]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    children: Mapped[list[Task]] = relationship(cascade="all, delete-orphan", order_by="Task.id")
