@@ -37,6 +37,7 @@ positions.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
@@ -61,6 +62,12 @@ logger = logging.getLogger(__name__)
 
 #: XML namespace of CellVoyager metadata (prefix ``bts``).
 NAMESPACE = "http://www.yokogawa.co.jp/BTS/BTSSchema/1.0"
+
+_QUALIFIED = {
+    key: f"{{{NAMESPACE}}}{key}"
+    for key in ("Type", "Row", "Column", "FieldIndex", "Ch", "TimePoint", "ZIndex", "ActionIndex")
+    + ("TimelineIndex", "X", "Y", "HorizontalPixels", "VerticalPixels", "InputBitDepth")
+}
 
 #: Default named regex for CellVoyager image names (used without an .mlf).
 DEFAULT_REGEX = (
@@ -122,10 +129,6 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-def _attributes(element: ET.Element) -> dict[str, str]:
-    return {_local(key): value for key, value in element.attrib.items()}
-
-
 def _xml_error(path: Path, err: ET.ParseError) -> InvalidInputError:
     line, column = err.position
     reason = str(err).split(":")[0]
@@ -153,19 +156,29 @@ def _iter_elements(path: Path, root_name: str) -> Iterator[ET.Element]:
                 element.clear()
     except ET.ParseError as err:
         raise _xml_error(path, err) from None
+    except OSError as err:
+        raise InvalidInputError(f"cannot read {path}: {err.strerror or err}") from None
 
 
 class _Attributes:
-    """Typed access to the attributes of one record, with messages naming it."""
+    """Typed access to the attributes of one record, with messages naming it.
+
+    Attributes are looked up in the ``bts`` namespace, then without one.
+    """
 
     def __init__(self, path: Path, number: int, element: ET.Element, lenient: bool) -> None:
         self.path = path
         self.number = number
-        self.attrs = _attributes(element)
+        self.attrib = element.attrib
         self.lenient = lenient
 
+    def get(self, key: str) -> str | None:
+        """Raw text of `key`, None if absent."""
+        text = self.attrib.get(_QUALIFIED[key])
+        return self.attrib.get(key) if text is None else text
+
     def _text(self, key: str) -> str | None:
-        text = self.attrs.get(key)
+        text = self.get(key)
         return text if text is not None and text.strip() else None
 
     def _bad(self, key: str, text: str) -> InvalidInputError:
@@ -222,7 +235,7 @@ def read_mlf(path: Path | str) -> list[MlfRecord]:
             continue
         number += 1
         attrs = _Attributes(path, number, element, lenient=False)
-        kind = attrs.attrs.get("Type", "IMG")
+        kind = attrs.get("Type") or "IMG"
         attrs.lenient = kind == "ERR"
         records.append(
             MlfRecord(
@@ -300,12 +313,12 @@ class _ImageIndex:
         self.names = set(names)
         self.by_stem: dict[str, str] = {}
         for name in sorted(names):
-            self.by_stem.setdefault(Path(name).stem, name)
+            self.by_stem.setdefault(os.path.splitext(name)[0], name)
 
     def find(self, filename: str) -> str | None:
         if filename in self.names:
             return filename
-        return self.by_stem.get(Path(filename).stem)
+        return self.by_stem.get(os.path.splitext(os.path.basename(filename))[0])
 
 
 class CellVoyagerReader(MetadataReader):
@@ -324,7 +337,7 @@ class CellVoyagerReader(MetadataReader):
     ) -> list[PlaneRecord]:
         """One record per image file (see the module docstring for conventions)."""
         pattern = self.pattern(regex)
-        names = [Path(p).name for p in image_files]
+        names = [os.path.basename(os.fspath(p)) for p in image_files]
         metadata = [Path(p) for p in metadata_files]
         mlf = _pick_one(metadata, ".mlf")
         mrf = _pick_one(metadata, ".mrf")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 #: JSON on SQLite, JSONB (indexable) on PostgreSQL.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 #: 64-bit ids on PostgreSQL; SQLite only auto-increments ``INTEGER PRIMARY KEY``
 #: (which is 64-bit there anyway).

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from tmlib.models.base import ExperimentModel, Timestamps
+from tmlib.models.base import ExperimentModel, JSONType, Timestamps
 
 PLATE_FORMATS = (1, 96, 384)
 ACQUISITION_MODES = ("basic", "multiplexing")
@@ -159,7 +159,8 @@ class MicroscopeImageFile(_MicroscopeFile, ExperimentModel):
     __tablename__ = "microscope_image_files"
     __table_args__ = (UniqueConstraint("name", "acquisition_id"),)
 
-    omexml: Mapped[str | None] = mapped_column(Text)
+    #: what metaextract read from the file's header (planes, height, width, dtype)
+    image_info: Mapped[dict | None] = mapped_column(JSONType)
     acquisition: Mapped[Acquisition] = relationship(back_populates="microscope_image_files")
 
     def _stored_location(self) -> str:

@@ -1,0 +1,104 @@
+"""imextract: extract each 2D plane from the microscope files into the experiment's HDF5 store.
+
+Planes of a z-stack are max-projected when metaconfig grouped them (``--mip``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+import tmlib.models as tm
+from tmlib import pixels
+from tmlib.errors import InvalidInputError
+from tmlib.workflow.args import Argument
+from tmlib.workflow.cli import step_program
+from tmlib.workflow.step import Step, chunks, register_step
+
+logger = logging.getLogger(__name__)
+
+
+@register_step
+class ImExtract(Step):
+    name = "imextract"
+    fullname = "Extraction of pixel data"
+    description = "Writes every image plane to the experiment's HDF5 store."
+    requires = ("metaconfig",)
+    has_collect = True
+    batch_args = (
+        Argument("batch_size", int, 100, "Image planes per run job.", short="-b"),
+        Argument(
+            "delete", bool, False, "Delete microscope files copied into the experiment afterwards."
+        ),
+    )
+
+    def create_run_batches(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        with tm.utils.ExperimentSession(self.experiment_id) as session:
+            ids = session.scalars(
+                sa.select(tm.ChannelImageFile.id).order_by(tm.ChannelImageFile.id)
+            ).all()
+        if not ids:
+            raise InvalidInputError(
+                f"experiment {self.experiment_id} has no configured image planes; run metaconfig"
+            )
+        return [{"channel_image_file_ids": c} for c in chunks(ids, args["batch_size"])]
+
+    def create_collect_batch(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"delete": args["delete"]}
+
+    def run_job(self, batch: dict[str, Any]) -> None:
+        with tm.utils.ExperimentSession(self.experiment_id) as session:
+            planes = session.scalars(
+                sa.select(tm.ChannelImageFile)
+                .where(tm.ChannelImageFile.id.in_(batch["channel_image_file_ids"]))
+                .order_by(tm.ChannelImageFile.id)
+            ).all()
+            acquisitions = {p.acquisition_id for p in planes}
+            locations = {
+                (f.acquisition_id, f.name): f.location
+                for f in session.scalars(
+                    sa.select(tm.MicroscopeImageFile).where(
+                        tm.MicroscopeImageFile.acquisition_id.in_(acquisitions)
+                    )
+                )
+            }
+            for plane in planes:
+                plane.put(self._read(plane, locations))
+
+    @staticmethod
+    def _read(plane: tm.ChannelImageFile, locations: dict[tuple[int, str], str]) -> np.ndarray:
+        file_map = plane.file_map
+        stack = None
+        for name, index in zip(file_map["files"], file_map["planes"], strict=True):
+            try:
+                path = locations[(plane.acquisition_id, name)]
+            except KeyError:
+                raise InvalidInputError(
+                    f"microscope file {name} of image plane {plane.id} is not registered"
+                ) from None
+            pixels_ = pixels.read_plane(path, index)
+            stack = pixels_ if stack is None else np.maximum(stack, pixels_, out=stack)
+        assert stack is not None
+        return stack
+
+    def collect_job_output(self, batch: dict[str, Any]) -> None:
+        if not batch.get("delete"):
+            return
+        with tm.utils.ExperimentSession(self.experiment_id) as session:
+            for f in session.scalars(sa.select(tm.MicroscopeImageFile)):
+                if f.source is None:  # never delete a user's original data behind a link
+                    Path(f.location).unlink(missing_ok=True)
+
+    def delete_previous_job_output(self) -> None:
+        with tm.utils.ExperimentSession(self.experiment_id) as session:
+            channels = session.scalars(sa.select(tm.Channel)).all()
+            for channel in channels:
+                shutil.rmtree(channel.image_files_location, ignore_errors=True)
+
+
+main = step_program(ImExtract)
