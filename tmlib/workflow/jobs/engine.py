@@ -146,6 +146,7 @@ class Engine:
         self._jobs: dict[str, Task] = {}
         self._final: dict[int, Result] = {}
         self._killing = False
+        self._changed = False
         self._index(root)
 
     def _index(self, task: Task) -> None:
@@ -225,10 +226,12 @@ class Engine:
         bool
             True while the tree has work left.
         """
+        self._changed = False
         for name, outcome in self.backend.poll().items():
             task = self._jobs.get(name)
             if task is not None:
                 self._finish_job(task, outcome)
+                self._changed = True
         result = self._visit(self.root)
         self.session.commit()
         if self._killing:
@@ -240,7 +243,8 @@ class Engine:
         while self.progress():
             if on_progress is not None:
                 on_progress()
-            time.sleep(interval)
+            if not self._changed:  # nothing happened: wait a little before looking again
+                time.sleep(interval)
         if on_progress is not None:
             on_progress()
         return self.result()
@@ -284,6 +288,7 @@ class Engine:
             job = job_spec(task)
             if self.backend.free_cores() >= min(job.resources.cores, self.backend.cores):
                 handle = self.backend.submit(job)
+                self._changed = True
                 task.state = State.RUNNING
                 task.started_at = _now()
                 _update_data(task, **handle, start=time.time())
