@@ -5,13 +5,19 @@ import sys
 from tmlib.workflow.step import get_step
 
 
-def main() -> None:
-    if len(sys.argv) < 2:
-        sys.exit("usage: python -m tmlib.workflow STEP [-v...] EXPERIMENT_ID METHOD [OPTIONS]")
-    name = sys.argv[1]
+def run(argv: list[str]) -> int:
+    """Run ``STEP [-v...] EXPERIMENT_ID METHOD [OPTIONS]``; returns the exit code."""
+    if not argv:
+        print("usage: python -m tmlib.workflow STEP [-v...] EXPERIMENT_ID METHOD", file=sys.stderr)
+        return 2
+    name = argv[0]
     module = sys.modules[get_step(name).__module__]
-    module.main(sys.argv[2:], prog_name=name)
+    try:
+        module.main(argv[1:], prog_name=name)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(sys.argv[1:]))

@@ -27,7 +27,7 @@ from tmlib.workflow.description import FILENAME, WorkflowDescription
 from tmlib.workflow.jobs.backends import Backend, LocalBackend
 from tmlib.workflow.jobs.engine import PARALLEL, SEQUENTIAL, Engine, Result, TaskSpec, persist
 from tmlib.workflow.jobs.job import LIVE_STATES, Resources, State
-from tmlib.workflow.step import Step, get_step
+from tmlib.workflow.step import COMMAND_PREFIX, ENTRY_POINT, Step, get_step
 
 
 def make_backend(name: str | None = None, cores: int | None = None) -> Backend:
@@ -41,7 +41,7 @@ def make_backend(name: str | None = None, cores: int | None = None) -> Backend:
     settings = load_settings()
     name = name or settings.backend
     if name == "local":
-        return LocalBackend(cores or settings.cores)
+        return LocalBackend(cores or settings.cores, preload=(COMMAND_PREFIX, ENTRY_POINT))
     raise InvalidInputError(f"job backend {name!r} is not available yet; use TMAPS_BACKEND=local")
 
 

@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 
 PHASES = ("init", "run", "collect")
 
+#: how job command lines start a step (``python -m tmlib.workflow STEP ...``)
+COMMAND_PREFIX = (sys.executable, "-m", "tmlib.workflow")
+#: the function behind COMMAND_PREFIX, which the local backend preloads
+ENTRY_POINT = "tmlib.workflow.__main__:run"
+
 #: Resources of init and collect jobs (fixed, as in the original).
 INIT_RESOURCES = Resources(cores=1, memory=2500, walltime=12 * 3600)
 COLLECT_RESOURCES = Resources(cores=1, memory=2500, walltime=6 * 3600)
@@ -220,10 +225,7 @@ class Step(abc.ABC):
     def command(self, phase: str, *extra: str, verbosity: int = 0) -> list[str]:
         """Command line of a job of this step."""
         verbose = ["-" + "v" * verbosity] if verbosity else []
-        return [
-            sys.executable, "-m", "tmlib.workflow", self.name,
-            *verbose, str(self.experiment_id), phase, *extra,
-        ]  # fmt: skip
+        return [*COMMAND_PREFIX, self.name, *verbose, str(self.experiment_id), phase, *extra]
 
     def init_job(self, values: dict[str, Any], verbosity: int = 0) -> JobSpec:
         args = self.parse_args(values)

@@ -9,8 +9,14 @@ it imports nothing but the standard library, for two reasons:
 * it writes each job's exit file itself, and keeps doing so after the engine
   died (its stdin closes), so a resumed engine knows which jobs finished.
 
-Protocol: JSON lines. In: ``{"op": "start", "name", "argv", "out", "err",
-"exit"}`` or ``{"op": "kill", "name", "signal"}``. Out: ``{"name", "pid"}``
+With ``--preload MODULE:FUNCTION`` it imports that entry point once and runs
+``"call"`` jobs by forking and calling ``FUNCTION(argv)`` in the child: no
+interpreter start-up and no imports per job (~1.3 s saved each for the step
+programs). Such a child shares the preloaded pages, so their size, measured
+once after the import, is subtracted from its peak memory.
+
+Protocol: JSON lines. In: ``{"op": "start" | "call", "name", "argv", "out",
+"err", "exit"}`` or ``{"op": "kill", "name", "signal"}``. Out: ``{"name", "pid"}``
 once started, ``{"name", "exitcode", "time", "cpu_time", "memory"}`` once ended.
 """
 
@@ -22,22 +28,57 @@ import signal
 import sys
 import time
 
+_entry = None  # the preloaded function of "call" jobs
+_baseline_kb = 0  # resident size shared with every "call" child
+
+
+def _preload(spec):
+    global _entry, _baseline_kb
+    import importlib
+    import resource
+
+    module, function = spec.split(":")
+    _entry = getattr(importlib.import_module(module), function)
+    _baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _call(argv):
+    """In a forked child: run the preloaded entry point, return its exit code."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.argv = list(argv)
+    try:
+        code = _entry(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code
+
 
 def _start(msg):
     out = os.open(msg["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     err = os.open(msg["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     pid = os.fork()
     if pid == 0:  # the job
+        code = 127
         try:
             os.setsid()  # its own process group, so a kill reaches its children
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.dup2(out, 1)
             os.dup2(err, 2)
-            os.execvp(msg["argv"][0], msg["argv"])
+            if msg["op"] == "call":
+                code = _call(msg["argv"])
+            else:
+                os.execvp(msg["argv"][0], msg["argv"])
         except BaseException as exc:  # noqa: BLE001 - report and leave the forked child
             os.write(2, f"cannot start {msg['argv'][0]}: {exc}\n".encode())
-        os._exit(127)
+        os._exit(code)
     os.close(out)
     os.close(err)
     return pid
@@ -66,9 +107,9 @@ def main():
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
                     msg = json.loads(line)
-                    if msg["op"] == "start":
+                    if msg["op"] in ("start", "call"):
                         pid = _start(msg)
-                        jobs[pid] = (msg["name"], msg["exit"], time.time())
+                        jobs[pid] = (msg["name"], msg["exit"], time.time(), msg["op"] == "call")
                         pids[msg["name"]] = pid
                         _send({"name": msg["name"], "pid": pid})
                     elif msg["op"] == "kill" and msg["name"] in pids:
@@ -83,14 +124,15 @@ def main():
                 break
             if pid == 0:
                 break
-            name, exit_file, start = jobs.pop(pid)
+            name, exit_file, start, shared = jobs.pop(pid)
             pids.pop(name, None)
+            peak_kb = usage.ru_maxrss - (_baseline_kb if shared else 0)
             record = {
                 "name": name,
                 "exitcode": os.waitstatus_to_exitcode(status),
                 "time": time.time() - start,
                 "cpu_time": usage.ru_utime + usage.ru_stime,
-                "memory": usage.ru_maxrss / 1024,
+                "memory": max(peak_kb, 0) / 1024,
             }
             _write_exit_file(exit_file, record)
             if stdin_open:
@@ -107,4 +149,6 @@ def _send(record):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the engine to handle
+    if len(sys.argv) == 3 and sys.argv[1] == "--preload":
+        _preload(sys.argv[2])
     main()
