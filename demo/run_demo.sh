@@ -24,6 +24,8 @@ echo "$EXPERIMENT_ID"
 run tm_add plate -e demo -p plate01
 run tm_add acquisition -e demo -p plate01 -a acquisition01
 run tm_add files -e demo -p plate01 -a acquisition01 -s "$PLATE_DIR"
+run tm_workflow "$EXPERIMENT_ID" submit
+run tm_workflow "$EXPERIMENT_ID" status
 
 printf '\nWhat was produced:\n'
 python - "$EXPERIMENT_ID" <<'PY'
@@ -45,14 +47,28 @@ with tm.utils.ExperimentSession(experiment_id) as session:
                 f"{len(acq.microscope_image_files)} image files, "
                 f"{len(acq.microscope_metadata_files)} metadata files"
             )
-            print(f"    registered under {acq.location}")
+    counts = {
+        model.__name__: session.scalar(sa.select(sa.func.count()).select_from(model))
+        for model in (tm.Well, tm.Site, tm.Channel, tm.Cycle, tm.ChannelImageFile)
+    }
+    print("  " + ", ".join(f"{n} {name}s" for name, n in counts.items()))
+    plane = session.scalars(sa.select(tm.ChannelImageFile).limit(1)).one()
+    pixels = plane.get()
+    print(
+        f"  e.g. channel {plane.channel.name}, well {plane.site.well.name}, site "
+        f"({plane.site.y}, {plane.site.x}): {pixels.shape} {pixels.dtype}, "
+        f"max {pixels.max()}, stored in {plane.location}"
+    )
 PY
 
 cat <<EOT
 
 Ground truth of the simulated plate (cell centres, label images): $PLATE_DIR/ground_truth
-Look at the data from Python:
-    TMAPS_HOME=$TMAPS_HOME .venv/bin/python -c "import tmlib.models as tm; ..."
-The workflow stages (conversion, illumination correction, pyramids, analysis)
-are added to this demo as they are built; see README.md.
+Job logs: $TMAPS_HOME/experiments/experiment_$EXPERIMENT_ID/workflow/<step>/log/
+Look at the data from Python (see README.md, "Using the library"):
+    TMAPS_HOME=$TMAPS_HOME .venv/bin/python
+    >>> import tmlib.models as tm
+    >>> with tm.utils.ExperimentSession($EXPERIMENT_ID) as s: ...
+The stages built so far: image_conversion. Illumination correction, pyramids and
+analysis are added to this demo as they are built.
 EOT
