@@ -31,17 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from common import tm
+
 HERE = Path(__file__).resolve().parent
 GOAL_MBPS_PER_CORE = 100.0
 CORES = 2
-
-
-def tm(args: list[str], env: dict[str, str]) -> str:
-    proc = subprocess.run([str(BIN / args[0]), *args[1:]], env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    return proc.stdout.strip()
 
 
 def raw_bytes(directory: Path) -> int:

@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+from common import DEFAULT_PG_URL, scratch_pg_database
 from sqlalchemy.orm import Session
 
 GOAL_JOBS_PER_S = 20.0
@@ -138,8 +139,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--many", type=int, default=10000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--pg-url", default=os.environ.get(
-        "TMAPS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"))  # fmt: skip
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="admin URL of a PostgreSQL server")
     args = parser.parse_args()
     result: dict = {"benchmark": "engine", "cores": 2, "goal_jobs_per_s": GOAL_JOBS_PER_S}
     with tempfile.TemporaryDirectory(prefix="tm-engine-") as tmp:
@@ -148,20 +148,9 @@ def main() -> None:
         result["sqlite"] = bench_throughput(
             home / "s", f"sqlite:///{home}/s/tm.db", args.jobs, args.runs
         )
-        name = f"tm_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            url = sa.engine.make_url(args.pg_url).set(database=name)
+        with scratch_pg_database(args.pg_url) as url:
             print("PostgreSQL:", file=sys.stderr)
-            result["postgresql"] = bench_throughput(
-                home / "p", url.render_as_string(hide_password=False), args.jobs, args.runs
-            )
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
+            result["postgresql"] = bench_throughput(home / "p", url, args.jobs, args.runs)
         if args.many:
             print("failures:", file=sys.stderr)
             result["failures"] = bench_failures(home / "f", f"sqlite:///{home}/f/tm.db", args.many)

@@ -17,27 +17,15 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
+from common import DEFAULT_PG_URL, scratch_pg_database, tm
 
-BIN = Path(sys.executable).parent
 GOAL_S = 10.0
 WELLS, SITES, CHANNELS = 384, 36, 4
-
-
-def tm(args: list[str], env: dict[str, str]) -> str:
-    proc = subprocess.run(
-        [str(BIN / args[0]), *args[1:]], env=env, capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout.strip()
 
 
 def make_plate(directory: Path) -> int:
@@ -97,9 +85,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--pg-url",
-        default=os.environ.get(
-            "TMAPS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-        ),
+        default=DEFAULT_PG_URL,
         help="admin URL of a PostgreSQL server (a temporary database is created)",
     )
     args = parser.parse_args()
@@ -110,30 +96,16 @@ def main() -> None:
         plate_dir = tmp_path / "plate"
         print("writing 55,296 empty CellVoyager files ...", file=sys.stderr)
         n_files = make_plate(plate_dir)
-        result["files"] = n_files
+        result["files"] = n_files  # images and the two metadata files
 
         print("SQLite:", file=sys.stderr)
         result["sqlite"] = bench(
             plate_dir, f"sqlite:///{tmp_path / 'sqlite' / 'tm.db'}", tmp_path / "sqlite", args.runs
         )
 
-        name = f"tm_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            url = sa.engine.make_url(args.pg_url).set(database=name)
+        with scratch_pg_database(args.pg_url) as url:
             print("PostgreSQL:", file=sys.stderr)
-            result["postgresql"] = bench(
-                plate_dir,
-                url.render_as_string(hide_password=False),
-                tmp_path / "pg",
-                args.runs,
-            )
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
+            result["postgresql"] = bench(plate_dir, url, tmp_path / "pg", args.runs)
     result["runs"] = args.runs
     result["meets_goal"] = all(
         result[db]["median_s"] <= GOAL_S  # type: ignore[index]
