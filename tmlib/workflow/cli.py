@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -27,23 +28,25 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def job_phase(f: Callable) -> Callable:
-    """For init/run/collect, whose stderr is a job log: say JOB COMPLETED or JOB FAILED.
+    """For init/run/collect: say JOB COMPLETED, or JOB FAILED with one line saying why.
 
-    Bad input is one line and exit 2; anything else also gets its traceback
-    (this is what the job log is for) and exit 1.
+    Exit 2 for bad input, 1 otherwise. The traceback follows when the phase
+    runs as a job (``TMAPS_JOB`` is set: stderr is the job log) or with -vv.
     """
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        ctx = click.get_current_context()
+        show_traceback = bool(os.environ.get("TMAPS_JOB")) or ctx.obj.get("verbosity", 0) >= 2
         try:
             f(*args, **kwargs)
-        except UserError as err:
-            click.echo(f"JOB FAILED: {err}", err=True)
-            sys.exit(EXIT_USAGE)
         except Exception as err:
-            click.echo(f"JOB FAILED: {type(err).__name__}: {err}", err=True)
-            traceback.print_exc()
-            sys.exit(EXIT_FAILED)
+            bad_input = isinstance(err, UserError)
+            reason = str(err) if bad_input else f"{type(err).__name__}: {err}"
+            click.echo(f"JOB FAILED: {reason}", err=True)
+            if show_traceback:
+                traceback.print_exc()
+            sys.exit(EXIT_USAGE if bad_input else EXIT_FAILED)
         click.echo("JOB COMPLETED")
 
     return wrapper

@@ -152,8 +152,8 @@ class Step(abc.ABC):
         one at the end, so a failed init leaves no mixture of old and new.
         """
         args = self.parse_args(values)
+        batches = self.create_run_batches(args)  # validates: nothing is removed on bad input
         self.delete_previous_job_output()
-        batches = self.create_run_batches(args)
         tmp = self.batches_location.with_name("batches.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

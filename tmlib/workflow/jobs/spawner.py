@@ -68,6 +68,7 @@ def _start(msg):
         code = 127
         try:
             os.setsid()  # its own process group, so a kill reaches its children
+            os.environ["TMAPS_JOB"] = msg["name"]  # tells the program its stderr is a job log
             devnull = os.open(os.devnull, os.O_RDONLY)
             os.dup2(devnull, 0)
             os.dup2(out, 1)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 import tmlib.models as tm
 from tmlib.errors import InvalidInputError
@@ -89,6 +90,7 @@ class MetaConfig(Step):
             raise InvalidInputError(
                 f"image file {missing[0]} has no header information; run metaextract first"
             )
+        _check_pixel_types(headers)
         microscope = get_microscope_type(batch["microscope_type"])
         records = [
             _complete(r, headers[r.filename])
@@ -113,6 +115,7 @@ class MetaConfig(Step):
             data = json.loads(path.read_text())
             results[data["acquisition_id"]] = data["planes"]
         with tm.utils.ExperimentSession(self.experiment_id) as session:
+            old_channel_dirs = _remove_configuration(session)
             experiment = session.scalar(sa.select(tm.Experiment))
             multiplexing = experiment.plate_acquisition_mode == "multiplexing"
             order = (tm.Plate.created_at, tm.Plate.id, tm.Acquisition.created_at, tm.Acquisition.id)
@@ -198,18 +201,32 @@ class MetaConfig(Step):
                 session.execute(
                     sa.insert(tm.ChannelImageFile.__table__), values[start : start + 5000]
                 )
+        # only now that the new configuration is committed: planes of the old one go
+        for directory in old_channel_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
 
     # ------------------------------------------------------------------ cleanup
 
     def delete_previous_job_output(self) -> None:
+        # The configuration itself is replaced in the collect transaction, so a
+        # run that fails on bad input leaves the previous one intact.
+        shutil.rmtree(self.output_location, ignore_errors=True)
+
+    def cleanup(self) -> None:
         with tm.utils.ExperimentSession(self.experiment_id) as session:
-            channel_dirs = [c.location for c in session.scalars(sa.select(tm.Channel))]
-            for model in (tm.ChannelImageFile, tm.ChannelLayer, tm.IllumstatsFile, tm.SiteShift,
-                          tm.Channel, tm.Site, tm.Well, tm.Cycle):  # fmt: skip
-                session.execute(sa.delete(model))
+            channel_dirs = _remove_configuration(session)
         for directory in channel_dirs:
             shutil.rmtree(directory, ignore_errors=True)
-        shutil.rmtree(self.output_location, ignore_errors=True)
+        self.delete_previous_job_output()
+
+
+def _remove_configuration(session: Session) -> list[str]:
+    """Delete wells, sites, channels, cycles and planes; returns the channel directories."""
+    channel_dirs = [c.location for c in session.scalars(sa.select(tm.Channel))]
+    for model in (tm.ChannelImageFile, tm.ChannelLayer, tm.IllumstatsFile, tm.SiteShift,
+                  tm.Channel, tm.Site, tm.Well, tm.Cycle):  # fmt: skip
+        session.execute(sa.delete(model))
+    return channel_dirs
 
 
 def _complete(record: PlaneRecord, header: dict) -> PlaneRecord:
@@ -225,6 +242,14 @@ def _complete(record: PlaneRecord, header: dict) -> PlaneRecord:
         width=record.width or header["width"],
         bit_depth=record.bit_depth or (16 if header["dtype"] == "uint16" else 8),
     )
+
+
+def _check_pixel_types(headers: dict[str, dict]) -> None:
+    """All image files of an acquisition must hold one pixel type (uint8 or uint16)."""
+    examples = {int(info["dtype"][4:]): name for name, info in sorted(headers.items())}
+    if len(examples) > 1:
+        detail = ", ".join(f"{bits}-bit: {name}" for bits, name in sorted(examples.items()))
+        raise InvalidInputError(f"mixed bit depths in one acquisition ({detail})")
 
 
 def _check_bit_depths(records: list[PlaneRecord]) -> None:
