@@ -33,7 +33,10 @@ class ImExtract(Step):
     batch_args = (
         Argument("batch_size", int, 100, "Image planes per run job.", short="-b"),
         Argument(
-            "delete", bool, False, "Delete microscope files copied into the experiment afterwards."
+            "delete",
+            bool,
+            False,
+            "Afterwards delete microscope files copied into the experiment (and their rows).",
         ),
     )
 
@@ -93,6 +96,7 @@ class ImExtract(Step):
             for f in session.scalars(sa.select(tm.MicroscopeImageFile)):
                 if f.source is None:  # never delete a user's original data behind a link
                     Path(f.location).unlink(missing_ok=True)
+                    session.delete(f)  # as the original: the file is gone, so is its row
 
     def delete_previous_job_output(self) -> None:
         with tm.utils.ExperimentSession(self.experiment_id) as session:
