@@ -119,3 +119,41 @@ def use_fast_password_hashing(monkeypatch) -> None:
         "_hasher",
         PasswordHasher(time_cost=1, memory_cost=256, parallelism=1),
     )
+
+
+def probe_job(argv: list[str]) -> int:
+    """A "call" job for the engine tests, preloaded by the local backend's spawner.
+
+    `argv` is a list of actions done in order: ``print TEXT`` (stdout),
+    ``warn TEXT`` (stderr), ``alloc MB`` (hold that much memory), ``sleep S``,
+    ``signal N`` (send itself signal N), ``raise TEXT`` (an uncaught exception),
+    ``sysexit CODE`` (``SystemExit``; CODE may be a message), ``exit N``
+    (return N). Returns 0 at the end.
+    """
+    import os
+    import sys
+    import time
+
+    held = []
+    words = list(argv)
+    while words:
+        action, value = words.pop(0), words.pop(0)
+        if action == "print":
+            print(value)
+        elif action == "warn":
+            print(value, file=sys.stderr)
+        elif action == "alloc":
+            held.append(bytearray(int(value) * 2**20))
+            for i in range(0, len(held[-1]), 4096):
+                held[-1][i] = 1
+        elif action == "sleep":
+            time.sleep(float(value))
+        elif action == "signal":
+            os.kill(os.getpid(), int(value))
+        elif action == "raise":
+            raise RuntimeError(value)
+        elif action == "sysexit":
+            raise SystemExit(int(value) if value.isdigit() else value)
+        elif action == "exit":
+            return int(value)
+    return 0

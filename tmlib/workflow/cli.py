@@ -59,7 +59,8 @@ def drive(run: manager.Run, interval: float, depth: int) -> None:
     program = run.submission.program
 
     def show(_run: manager.Run) -> None:
-        display.update(manager.status(experiment_id, program))
+        if display.due():  # reading the whole status tree is not free: only when drawn
+            display.update(manager.status(experiment_id, program))
 
     result = run(show)
     display.update(manager.status(experiment_id, program), force=True)

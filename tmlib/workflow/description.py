@@ -57,6 +57,14 @@ STAGE_MODES = ("sequential", "parallel")
 FILENAME = "workflow_description.yaml"
 
 
+def _list(value: Any, what: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInputError(f"{what} must be a list, got {value!r}")
+    return value
+
+
 def _pairs(value: Any, where: str) -> dict[str, Any]:
     """Arguments given as ``[{name, value}, ...]`` or as a mapping."""
     if value is None:
@@ -156,13 +164,15 @@ class WorkflowDescription:
         if not isinstance(data, dict) or "type" not in data or "stages" not in data:
             raise InvalidInputError("a workflow description needs 'type' and 'stages'")
         stages = []
-        for raw_stage in data["stages"] or []:
-            if not isinstance(raw_stage, dict) or "name" not in raw_stage:
-                raise InvalidInputError("every stage needs a 'name'")
+        for raw_stage in _list(data["stages"], "'stages'"):
+            if not isinstance(raw_stage, dict) or not isinstance(raw_stage.get("name"), str):
+                raise InvalidInputError("every stage needs a 'name' (a string)")
             steps = []
-            for raw_step in raw_stage.get("steps") or []:
-                if not isinstance(raw_step, dict) or "name" not in raw_step:
-                    raise InvalidInputError(f"stage {raw_stage['name']}: every step needs a 'name'")
+            for raw_step in _list(raw_stage.get("steps"), f"stage {raw_stage['name']}: 'steps'"):
+                if not isinstance(raw_step, dict) or not isinstance(raw_step.get("name"), str):
+                    raise InvalidInputError(
+                        f"stage {raw_stage['name']}: every step needs a 'name' (a string)"
+                    )
                 where = f"step {raw_step['name']}"
                 steps.append(
                     StepDescription(
@@ -268,7 +278,10 @@ class WorkflowDescription:
         try:
             data = yaml.safe_load(Path(path).read_text())
         except yaml.YAMLError as err:
-            raise InvalidInputError(f"cannot parse {path}: {err}") from None
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise InvalidInputError(f"cannot parse {path}{where}: {problem}") from None
         try:
             return cls.from_dict(data)
         except InvalidInputError as err:

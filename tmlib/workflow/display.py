@@ -61,11 +61,14 @@ class LiveDisplay:
         self._previous: list[str] = []
         self.tty = self.stream.isatty()
 
+    def due(self) -> bool:
+        """Whether the next :meth:`update` would redraw."""
+        return time.monotonic() - self._last >= self.interval
+
     def update(self, tree: dict, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < self.interval:
+        if not force and not self.due():
             return
-        self._last = now
+        self._last = time.monotonic()
         lines = status_lines(tree, self.depth)
         if self.tty:
             if self._drawn:

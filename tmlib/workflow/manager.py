@@ -171,6 +171,7 @@ class Run:
 def _start(experiment_id: int, program: str, tree: TaskSpec, backend: Backend | None) -> Run:
     session = Session(main_engine(), expire_on_commit=False)
     ref = experiment_reference(session, experiment_id)
+    _refuse_if_running(session, experiment_id, program)
     submission = tm.Submission(program=program, experiment_id=experiment_id, user_id=ref.user_id)
     session.add(submission)
     root = persist(session, submission, tree)
@@ -223,6 +224,20 @@ def submit_step(
     return _start(experiment_id, step_name, tree, backend)
 
 
+def _refuse_if_running(session: Session, experiment_id: int, program: str) -> None:
+    try:
+        previous = last_submission(session, experiment_id, program)
+    except NotFoundError:
+        return
+    root = session.get(tm.Task, previous.top_task_id)
+    if root is not None and _engine_alive(root):
+        session.close()
+        raise InvalidInputError(
+            f"submission {previous.id} of experiment {experiment_id} is still running "
+            f"(process {root.data['engine']['pid']}); wait for it or kill it first"
+        )
+
+
 def last_submission(session: Session, experiment_id: int, program: str) -> tm.Submission:
     """The most recent submission of `program` for an experiment.
 
@@ -230,6 +245,7 @@ def last_submission(session: Session, experiment_id: int, program: str) -> tm.Su
     ------
     NotFoundError
     """
+    experiment_reference(session, experiment_id)  # says so if it does not exist
     submission = session.scalar(
         sa.select(tm.Submission)
         .where(tm.Submission.experiment_id == experiment_id, tm.Submission.program == program)
@@ -311,6 +327,16 @@ def kill(experiment_id: int, program: str = "workflow") -> int:
                 except ProcessLookupError:
                     pass
             job.state, job.exitcode = State.TERMINATED, -signal.SIGTERM
+        # the dead engine cannot close its collections: they failed
+        session.execute(
+            sa.update(tm.Task)
+            .where(
+                tm.Task.submission_id == submission.id,
+                tm.Task.is_collection.is_(True),
+                tm.Task.state != State.TERMINATED,
+            )
+            .values(state=State.TERMINATED, exitcode=1)
+        )
         return killed
 
 

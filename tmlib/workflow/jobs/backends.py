@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tmlib.workflow.jobs import spawner
-from tmlib.workflow.jobs.job import JobSpec, read_exit_file
+from tmlib.workflow.jobs.job import JobSpec, read_exit_file, read_json_file
 
 
 @dataclass
@@ -115,7 +115,7 @@ class LocalBackend(Backend):
         self.cores = max(1, int(cores))
         self.preload = (list(preload[0]), preload[1]) if preload else None
         self._running: dict[str, JobSpec] = {}
-        self._adopted: dict[str, tuple[JobSpec, int, float]] = {}
+        self._adopted: dict[str, tuple[JobSpec, dict, float]] = {}
         self._ended: dict[str, Outcome] = {}
         self._spawners: dict[bool, _Spawner] = {}
 
@@ -142,6 +142,7 @@ class LocalBackend(Backend):
     def submit(self, job: JobSpec) -> dict:
         job.log_dir.mkdir(parents=True, exist_ok=True)
         job.exit_file.unlink(missing_ok=True)
+        job.pid_file.unlink(missing_ok=True)
         prefix = self.preload[0] if self.preload else None
         preloaded = prefix is not None and job.command[: len(prefix)] == prefix
         argv = job.command[len(prefix) :] if preloaded and prefix else job.command
@@ -155,6 +156,7 @@ class LocalBackend(Backend):
                 "out": str(job.stdout),
                 "err": str(job.stderr),
                 "exit": str(job.exit_file),
+                "pidfile": str(job.pid_file),
             }
         )
         # The spawner answers at once with the pid (the first time after its imports).
@@ -165,25 +167,33 @@ class LocalBackend(Backend):
             started = [r for r in records if r.get("name") == job.name and "pid" in r]
             self._handle([r for r in records if "pid" not in r])
             if started:
-                return {"pid": started[0]["pid"], "host": os.uname().nodename}
+                return {
+                    "pid": started[0]["pid"],
+                    "spawner": spawner_.proc.pid,
+                    "host": os.uname().nodename,
+                }
 
     def adopt(self, job: JobSpec, handle: dict) -> bool:
-        pid = handle.get("pid")
-        if handle.get("host") != os.uname().nodename or not pid:
-            return False
-        if read_exit_file(job.exit_file) is None and not _is_process_alive(pid):
-            return False
-        self._adopted[job.name] = (job, pid, float(handle.get("start", time.time())))
+        # The pid file is written by the spawner itself, so it also covers a job
+        # whose engine died before it could record the pid.
+        info = read_json_file(job.pid_file) or handle
+        if read_exit_file(job.exit_file) is None:
+            if info.get("host") != os.uname().nodename or not info.get("pid"):
+                return False
+            if not _still_running(info):
+                return False
+        self._adopted[job.name] = (job, info, float(handle.get("start", time.time())))
         return True
 
     def poll(self) -> dict[str, Outcome]:
         for spawner_ in self._spawners.values():
             self._handle(spawner_.read(timeout=0))
-        for name, (job, pid, start) in list(self._adopted.items()):
+        for name, (job, info, start) in list(self._adopted.items()):
             record = read_exit_file(job.exit_file)
             if record is not None:
                 self._ended[name] = Outcome.from_record(record)
-            elif not _is_process_alive(pid):
+            elif not _still_running(info):
+                # gone without its spawner writing an exit code: lost
                 self._ended[name] = Outcome(exitcode=-9, time=time.time() - start)
             else:
                 continue
@@ -196,8 +206,8 @@ class LocalBackend(Backend):
             for spawner_ in self._spawners.values():
                 spawner_.send({"op": "kill", "name": name, "signal": 15})
         elif name in self._adopted:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._adopted[name][1], 15)
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.killpg(int(self._adopted[name][1]["pid"]), 15)
 
     def running(self) -> list[str]:
         return [*self._running, *self._adopted]
@@ -242,6 +252,23 @@ class _Spawner:
     def close(self) -> None:
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             self.proc.stdin.close()
+
+
+def _still_running(info: dict) -> bool:
+    """Whether a job may still end normally: it runs, or its spawner (which
+    writes the exit file once it has reaped the job) does."""
+    pid, spawner_pid = info.get("pid"), info.get("spawner")
+    if pid and _is_process_alive(int(pid)):
+        return True
+    return bool(spawner_pid) and _is_spawner(int(spawner_pid))
+
+
+def _is_spawner(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return spawner.__file__.encode() in cmdline and _is_process_alive(pid)
 
 
 def _is_process_alive(pid: int) -> bool:

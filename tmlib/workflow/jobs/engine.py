@@ -147,6 +147,8 @@ class Engine:
         self._final: dict[int, Result] = {}
         self._killing = False
         self._changed = False
+        self._to_start: list[Task] = []
+        self._reserved = 0
         self._index(root)
 
     def _index(self, task: Task) -> None:
@@ -232,7 +234,11 @@ class Engine:
             if task is not None:
                 self._finish_job(task, outcome)
                 self._changed = True
+        self._to_start: list[Task] = []
+        self._reserved = 0
         result = self._visit(self.root)
+        if self._to_start:
+            self._start_jobs()
         self.session.commit()
         if self._killing:
             return bool(self.backend.running())
@@ -285,14 +291,24 @@ class Engine:
         if task.state == State.TERMINATED:
             return Result.OK if task.exitcode == 0 else Result.FAILED
         if task.state == State.NEW and not self._killing:
-            job = job_spec(task)
-            if self.backend.free_cores() >= min(job.resources.cores, self.backend.cores):
-                handle = self.backend.submit(job)
-                self._changed = True
-                task.state = State.RUNNING
-                task.started_at = _now()
-                _update_data(task, **handle, start=time.time())
+            cores = min(job_spec(task).resources.cores, self.backend.cores)
+            if self.backend.free_cores() - self._reserved >= cores:
+                self._reserved += cores
+                task.state = State.SUBMITTED
+                self._to_start.append(task)
         return Result.PENDING
+
+    def _start_jobs(self) -> None:
+        # SUBMITTED is committed before the jobs start: an engine that dies in
+        # between leaves jobs that resume finds through their pid files, never
+        # jobs that look unstarted but run.
+        self.session.commit()
+        for task in self._to_start:
+            handle = self.backend.submit(job_spec(task))
+            task.state = State.RUNNING
+            task.started_at = _now()
+            _update_data(task, **handle, start=time.time())
+        self._changed = True
 
     def _visit_collection(self, task: Task) -> Result:
         data = task.data or {}

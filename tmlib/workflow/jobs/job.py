@@ -82,6 +82,11 @@ class JobSpec:
     def exit_file(self) -> Path:
         return self.log_dir / f"{self.name}.exit"
 
+    @property
+    def pid_file(self) -> Path:
+        """Written when the job starts: ``{"pid": ..., "spawner": ...}``."""
+        return self.log_dir / f"{self.name}.pid"
+
     def to_dict(self) -> dict:
         return {
             "command": list(self.command),
@@ -97,6 +102,15 @@ class JobSpec:
             resources=Resources(**data.get("resources", {})),
             log_dir=Path(data.get("log_dir", ".")),
         )
+
+
+def read_json_file(path: Path) -> dict | None:
+    """A small JSON object written by a job's spawner, or None if not (yet) there."""
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_exit_file(path: Path) -> dict | None:

@@ -12,11 +12,11 @@ it imports nothing but the standard library, for two reasons:
 With ``--preload MODULE:FUNCTION`` it imports that entry point once and runs
 ``"call"`` jobs by forking and calling ``FUNCTION(argv)`` in the child: no
 interpreter start-up and no imports per job (~1.3 s saved each for the step
-programs). Such a child shares the preloaded pages, so their size, measured
-once after the import, is subtracted from its peak memory.
+programs). Such a child starts with some of the spawner's pages resident; it
+reports that size before it runs the job, and it is subtracted from its peak.
 
 Protocol: JSON lines. In: ``{"op": "start" | "call", "name", "argv", "out",
-"err", "exit"}`` or ``{"op": "kill", "name", "signal"}``. Out: ``{"name", "pid"}``
+"err", "exit", "pidfile"}`` or ``{"op": "kill", "name", "signal"}``. Out: ``{"name", "pid"}``
 once started, ``{"name", "exitcode", "time", "cpu_time", "memory"}`` once ended.
 """
 
@@ -29,17 +29,22 @@ import sys
 import time
 
 _entry = None  # the preloaded function of "call" jobs
-_baseline_kb = 0  # resident size shared with every "call" child
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+_HOST = os.uname().nodename
 
 
 def _preload(spec):
-    global _entry, _baseline_kb
+    global _entry
     import importlib
-    import resource
 
     module, function = spec.split(":")
     _entry = getattr(importlib.import_module(module), function)
-    _baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _resident_kb():
+    """This process's resident size now (kB)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE_KB
 
 
 def _call(argv):
@@ -50,6 +55,11 @@ def _call(argv):
         code = _entry(list(argv))
     except SystemExit as exc:
         code = exc.code
+    except BaseException:  # noqa: BLE001 - the job's own failure: log it, exit 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
     if code is None:
         code = 0
     elif not isinstance(code, int):
@@ -61,11 +71,17 @@ def _call(argv):
 
 
 def _start(msg):
+    """Fork the job; returns its pid and its resident size at the start (kB)."""
     out = os.open(msg["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     err = os.open(msg["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    report, tell = os.pipe()
     pid = os.fork()
     if pid == 0:  # the job
         code = 127
+        os.close(report)
+        # what this child holds before it does anything: not the job's memory
+        os.write(tell, str(_resident_kb() if msg["op"] == "call" else 0).encode())
+        os.close(tell)
         try:
             os.setsid()  # its own process group, so a kill reaches its children
             os.environ["TMAPS_JOB"] = msg["name"]  # tells the program its stderr is a job log
@@ -82,10 +98,13 @@ def _start(msg):
         os._exit(code)
     os.close(out)
     os.close(err)
-    return pid
+    os.close(tell)
+    with os.fdopen(report) as f:
+        start_kb = int(f.read() or 0)
+    return pid, start_kb
 
 
-def _write_exit_file(path, record):
+def _write_json(path, record):
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         f.write(json.dumps(record) + "\n")
@@ -109,9 +128,13 @@ def main():
                     line, buffer = buffer.split(b"\n", 1)
                     msg = json.loads(line)
                     if msg["op"] in ("start", "call"):
-                        pid = _start(msg)
-                        jobs[pid] = (msg["name"], msg["exit"], time.time(), msg["op"] == "call")
+                        pid, baseline_kb = _start(msg)
+                        jobs[pid] = (msg["name"], msg["exit"], time.time(), baseline_kb)
                         pids[msg["name"]] = pid
+                        # a resumed engine finds the job through this file, even if the
+                        # engine that asked for it died before it learnt the pid
+                        where = {"pid": pid, "spawner": os.getpid(), "host": _HOST}
+                        _write_json(msg["pidfile"], where)
                         _send({"name": msg["name"], "pid": pid})
                     elif msg["op"] == "kill" and msg["name"] in pids:
                         with contextlib.suppress(ProcessLookupError):
@@ -125,9 +148,9 @@ def main():
                 break
             if pid == 0:
                 break
-            name, exit_file, start, shared = jobs.pop(pid)
+            name, exit_file, start, baseline_kb = jobs.pop(pid)
             pids.pop(name, None)
-            peak_kb = usage.ru_maxrss - (_baseline_kb if shared else 0)
+            peak_kb = usage.ru_maxrss - baseline_kb
             record = {
                 "name": name,
                 "exitcode": os.waitstatus_to_exitcode(status),
@@ -135,7 +158,7 @@ def main():
                 "cpu_time": usage.ru_utime + usage.ru_stime,
                 "memory": max(peak_kb, 0) / 1024,
             }
-            _write_exit_file(exit_file, record)
+            _write_json(exit_file, record)
             if stdin_open:
                 _send(record)
 
