@@ -30,7 +30,6 @@ from tmlib.microscopes.base import (
     compile_regex,
     normalize_well,
     parse_filename,
-    well_name,
 )
 from tmlib.microscopes.cellvoyager import CellVoyagerReader
 from tmlib.microscopes.grid import (
@@ -43,6 +42,7 @@ from tmlib.microscopes.grid import (
 from tmlib.microscopes.metamorph import MetaMorphReader
 from tmlib.microscopes.tiff import TiffReader
 from tmlib.microscopes.visiview import VisiViewReader, parse_stage_name, read_nd
+from tmlib.models.experiment import well_name
 from tmlib.simulate import PlateSpec, simulate_plate, site_grid
 from tmlib.simulate import cellvoyager as cv_writer
 from tmlib.simulate import metamorph as mm_writer
@@ -543,7 +543,7 @@ def test_regex_helpers():
         0,
     )
     assert normalize_well("b3") == "B03" and normalize_well("C012") == "C12"
-    assert well_name(16, 24) == "P24"
+    assert well_name(15, 23) == "P24"  # zero-based
     for bad in ("A00", "3B", "AB1"):
         with pytest.raises(ValueError):
             normalize_well(bad)

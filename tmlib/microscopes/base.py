@@ -43,7 +43,6 @@ __all__ = [
     "normalize_well",
     "parse_filename",
     "sort_records",
-    "well_name",
 ]
 
 #: The named groups a file-name regex may use, with their meaning.
@@ -61,7 +60,6 @@ REGEX_DEFAULTS: Mapping[str, str] = {"w": "A01", "s": "0", "c": "1", "z": "0", "
 
 _INDEX_LABELS = {"s": "site", "z": "z-plane", "t": "time point"}
 _WELL = re.compile(r"([A-Za-z])0*(\d{1,2})")
-_ROW_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 @dataclass(frozen=True)
@@ -204,19 +202,6 @@ def apply_regex(filename: str, regex: str | re.Pattern[str]) -> dict[str, str | 
             f"file name {name!r} does not match the regular expression {pattern.pattern!r}"
         )
     return match.groupdict()
-
-
-def well_name(row: int, column: int) -> str:
-    """Well name from a 1-based plate row and column, e.g. ``(2, 3) -> 'B03'``.
-
-    Raises
-    ------
-    ValueError
-        If row is outside 1..26 or column outside 1..99.
-    """
-    if not (1 <= row <= len(_ROW_LETTERS) and 1 <= column <= 99):
-        raise ValueError(f"no well at row {row}, column {column}")
-    return f"{_ROW_LETTERS[row - 1]}{column:02d}"
 
 
 def normalize_well(text: str) -> str:

@@ -45,7 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tmlib.errors import InvalidInputError
-from tmlib.microscopes.base import MetadataReader, PlaneRecord, sort_records, well_name
+from tmlib.microscopes.base import MetadataReader, PlaneRecord, sort_records
+from tmlib.models.experiment import well_name
 
 __all__ = [
     "DEFAULT_REGEX",
@@ -417,7 +418,7 @@ class CellVoyagerReader(MetadataReader):
             return value - 1
 
         try:
-            well = well_name(rec.row, rec.column)
+            well = well_name(rec.row - 1, rec.column - 1)  # 1-based in the .mlf
         except ValueError:
             raise InvalidInputError(
                 f"{mlf}: record {rec.number} ({rec.filename}) has Row={rec.row}, "

@@ -62,8 +62,8 @@ from tmlib.microscopes.base import (
     PlaneRecord,
     normalize_well,
     sort_records,
-    well_name,
 )
+from tmlib.models.experiment import well_name
 
 __all__ = [
     "DEFAULT_REGEX",
@@ -244,7 +244,7 @@ def parse_stage_name(text: str) -> tuple[str | None, int | None]:
         row_text, column, site = match.groups()
         row = int(row_text) if row_text.isdigit() else ord(row_text.upper()) - ord("A") + 1
         try:
-            well = well_name(row, int(column))
+            well = well_name(row - 1, int(column) - 1)  # 1-based in the .nd
         except ValueError:
             raise ValueError(f"{text!r} names no well") from None
         return well, int(site) if site is not None else None

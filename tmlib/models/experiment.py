@@ -221,7 +221,15 @@ def well_coordinates(name: str) -> tuple[int, int]:
 
 
 def well_name(row: int, column: int) -> str:
-    """Well name of a zero-based (row, column): (1, 2) → ``B03``."""
+    """Well name of a zero-based (row, column): (1, 2) → ``B03``.
+
+    Raises
+    ------
+    ValueError
+        If row is outside 0..25 or column outside 0..98.
+    """
+    if not (0 <= row < 26 and 0 <= column < 99):
+        raise ValueError(f"no well at row {row + 1}, column {column + 1}")
     return f"{chr(ord('A') + row)}{column + 1:02d}"
 
 
