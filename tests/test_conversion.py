@@ -814,18 +814,28 @@ def test_delete_removes_copied_files_but_never_linked_sources(tmaps, simulated, 
 
 
 @pytest.mark.slow
-def test_tm_workflow_submit_converts_a_simulated_plate(tmaps, simulated):
-    """One real submission per database: CellVoyager on SQLite, VisiView on PostgreSQL."""
-    microscope = "cellvoyager" if tmaps.dialect == "sqlite" else "visiview"
-    spec = spec_of(microscope, zplanes=2, tpoints=2)
+@pytest.mark.parametrize(
+    ("tmaps", "microscope"),
+    [
+        ("sqlite", "cellvoyager"),
+        ("sqlite", "metamorph"),
+        ("sqlite", "tiff"),
+        pytest.param("postgresql", "visiview", marks=pytest.mark.postgres),
+    ],
+    indirect=["tmaps"],
+)
+def test_tm_workflow_submit_converts_a_simulated_plate(tmaps, microscope, simulated):
+    """A real submission for every microscope type (VisiView on PostgreSQL)."""
+    stacks = {} if microscope == "metamorph" else {"zplanes": 2, "tpoints": 2}
+    spec = spec_of(microscope, **stacks)
     src = simulated(spec)
     eid = new_experiment(microscope)
     add_acquisition(eid, "acq", src)
     description = WorkflowDescription.default("canonical")
     for stage in description.stages:
         for step in stage.steps:
-            if step.name == "metaconfig" and microscope == "visiview":
-                step.batch_args.update(n_vertical=2, n_horizontal=2)
+            if step.name == "metaconfig" and microscope != "cellvoyager":
+                step.batch_args.update(grid_args(spec))
     description.save(manager.description_path(eid))
     proc = subprocess.run(
         [BIN / "tm_workflow", str(eid), "submit"], capture_output=True, text=True, timeout=300
