@@ -149,6 +149,9 @@ class Engine:
         self._changed = False
         self._to_start: list[Task] = []
         self._reserved = 0
+        self._cores: dict[int, int] = {}  # job id -> cores it takes
+        self._cursor: dict[int, int] = {}  # collection id -> index of its first open child
+        self._failed: set[int] = set()  # collections with a failed child
         self._index(root)
 
     def _index(self, task: Task) -> None:
@@ -169,6 +172,8 @@ class Engine:
         since they depend on what that step will write.
         """
         self._final.clear()
+        self._cursor.clear()
+        self._failed.clear()
         self._reset(self.root)
         self.session.commit()
 
@@ -234,7 +239,7 @@ class Engine:
             if task is not None:
                 self._finish_job(task, outcome)
                 self._changed = True
-        self._to_start: list[Task] = []
+        self._to_start = []
         self._reserved = 0
         result = self._visit(self.root)
         if self._to_start:
@@ -291,12 +296,19 @@ class Engine:
         if task.state == State.TERMINATED:
             return Result.OK if task.exitcode == 0 else Result.FAILED
         if task.state == State.NEW and not self._killing:
-            cores = min(job_spec(task).resources.cores, self.backend.cores)
-            if self.backend.free_cores() - self._reserved >= cores:
+            cores = self._cores.get(task.id)
+            if cores is None:
+                cores = min(job_spec(task).resources.cores, self.backend.cores)
+                self._cores[task.id] = cores
+            if self._capacity() >= cores:
                 self._reserved += cores
                 task.state = State.SUBMITTED
                 self._to_start.append(task)
         return Result.PENDING
+
+    def _capacity(self) -> int:
+        """Cores free for jobs not yet chosen in this round."""
+        return self.backend.free_cores() - self._reserved
 
     def _start_jobs(self) -> None:
         # SUBMITTED is committed before the jobs start: an engine that dies in
@@ -316,18 +328,32 @@ class Engine:
             if self._killing:
                 return Result.PENDING
             self._expand(task)
-        results: list[Result] = []
-        for child in task.children:
-            result = self._visit(child)
-            results.append(result)
-            if data.get("mode") == SEQUENTIAL and result is not Result.OK:
+        children = task.children
+        sequential = data.get("mode") == SEQUENTIAL
+        # Children before the cursor have ended; each round looks at the first
+        # unfinished one on, and (parallel) only as far as there are free cores.
+        i = self._cursor.get(task.id, 0)
+        while i < len(children):
+            result = self._visit(children[i])
+            if result is Result.PENDING:
                 break
-        if task.state == State.NEW and any(c.state != State.NEW for c in task.children):
+            if result is Result.FAILED:
+                self._failed.add(task.id)
+                if sequential:
+                    break
+            i += 1
+        self._cursor[task.id] = i
+        if task.state == State.NEW and any(c.state != State.NEW for c in children[: i + 1]):
             task.state = State.RUNNING
             task.started_at = _now()
-        if Result.PENDING in results:
+        if i < len(children) and not (sequential and task.id in self._failed):
+            if not sequential:
+                for child in children[i + 1 :]:
+                    if self._capacity() <= 0:
+                        break
+                    self._visit(child)
             return Result.PENDING
-        outcome = Result.FAILED if Result.FAILED in results else Result.OK
+        outcome = Result.FAILED if task.id in self._failed else Result.OK
         task.state = State.TERMINATED
         task.exitcode = 0 if outcome is Result.OK else 1
         task.ended_at = _now()
