@@ -2,7 +2,14 @@
 
 import sys
 
+from sqlalchemy.orm import configure_mappers
+
+import tmlib.workflow.steps  # noqa: F401 - registers the steps
 from tmlib.workflow.step import get_step
+
+# Importing this module is what the local backend's spawner preloads: configure
+# the ORM here, once, so forked jobs do not spend ~0.25 s each doing it again.
+configure_mappers()
 
 
 def run(argv: list[str]) -> int:

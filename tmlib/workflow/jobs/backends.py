@@ -92,6 +92,10 @@ class Backend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (running jobs go on)."""
 
+    def wait(self, timeout: float) -> None:
+        """Sleep until a job may have ended, at most `timeout` seconds."""
+        time.sleep(timeout)
+
 
 class LocalBackend(Backend):
     """Runs jobs on this machine, at most `cores` cores' worth at a time.
@@ -118,6 +122,8 @@ class LocalBackend(Backend):
         self._adopted: dict[str, tuple[JobSpec, dict, float]] = {}
         self._ended: dict[str, Outcome] = {}
         self._spawners: dict[bool, _Spawner] = {}
+        if self.preload is not None:
+            self._spawner(preloaded=True)  # its imports overlap with the engine's start
 
     def _spawner(self, preloaded: bool) -> _Spawner:
         spawner_ = self._spawners.get(preloaded)
@@ -211,6 +217,14 @@ class LocalBackend(Backend):
 
     def running(self) -> list[str]:
         return [*self._running, *self._adopted]
+
+    def wait(self, timeout: float) -> None:
+        # wake up as soon as a spawner reports (a job ended), not at the next tick
+        fds = [s.proc.stdout.fileno() for s in self._spawners.values() if s.proc.stdout]
+        if fds and not self._adopted:
+            select.select(fds, [], [], timeout)
+        else:
+            time.sleep(timeout)
 
     def close(self) -> None:
         for spawner_ in self._spawners.values():

@@ -254,8 +254,8 @@ class Engine:
         while self.progress():
             if on_progress is not None:
                 on_progress()
-            if not self._changed:  # nothing happened: wait a little before looking again
-                time.sleep(interval)
+            if not self._changed:  # nothing happened: wait until something may have
+                self.backend.wait(interval)
         if on_progress is not None:
             on_progress()
         return self.result()
