@@ -9,22 +9,9 @@ import click
 
 from tmlib.cli.base import Program, handle_errors, verbosity_option
 from tmlib.workflow import manager
-from tmlib.workflow.cli import drive
+from tmlib.workflow.cli import drive, monitor_options
 from tmlib.workflow.description import WorkflowDescription
 from tmlib.workflow.display import status_lines
-
-_MONITOR = [
-    click.option("-d", "--depth", default=2, show_default=True,
-                 help="Levels of the live status tree (1 stages, 2 steps, 3 phases)."),
-    click.option("-i", "--interval", default=1.0, show_default=True,
-                 help="Seconds between status updates."),
-]  # fmt: skip
-
-
-def _monitor(f):  # type: ignore[no-untyped-def]
-    for option in reversed(_MONITOR):
-        f = option(f)
-    return f
 
 
 @click.group(
@@ -63,7 +50,7 @@ def _verbosity() -> int:
 
 
 @main.command()
-@_monitor
+@monitor_options
 @click.option("-f", "--force", is_flag=True, help="Run inactive stages and steps too.")
 @verbosity_option
 @handle_errors
@@ -81,7 +68,7 @@ def submit(depth: int, interval: float, force: bool) -> None:
 
 @main.command()
 @click.option("-s", "--stage", required=True, help="Stage to start from, e.g. image_preprocessing.")
-@_monitor
+@monitor_options
 @verbosity_option
 @handle_errors
 def resubmit(stage: str, depth: int, interval: float) -> None:
@@ -91,7 +78,7 @@ def resubmit(stage: str, depth: int, interval: float) -> None:
 
 
 @main.command()
-@_monitor
+@monitor_options
 @verbosity_option
 @handle_errors
 def resume(depth: int, interval: float) -> None:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 import traceback
@@ -82,10 +81,12 @@ def _submission_options(f: Callable) -> Callable:
     return f
 
 
-def _monitor_options(f: Callable) -> Callable:
+def monitor_options(f: Callable) -> Callable:
+    """``-d/--depth`` and ``-i/--interval`` of the live status of a foreground submission."""
     f = click.option(
-        "-d", "--depth", default=2, show_default=True, help="Levels of the status tree shown."
-    )(f)
+        "-d", "--depth", default=2, show_default=True,
+        help="Levels of the live status tree (1 stages, 2 steps, 3 phases).",
+    )(f)  # fmt: skip
     return click.option(
         "-i", "--interval", default=1.0, show_default=True, help="Seconds between status updates."
     )(f)
@@ -151,7 +152,7 @@ def step_program(step_cls: type[Step]) -> click.Group:
 
     @main.command(help="Run the run (and collect) jobs of an init'ed step on the backend.")
     @_submission_options
-    @_monitor_options
+    @monitor_options
     @verbosity_option
     @handle_errors
     def submit(depth: int, interval: float, **submission_args: Any) -> None:
@@ -161,7 +162,7 @@ def step_program(step_cls: type[Step]) -> click.Group:
         drive(run, interval, depth)
 
     @main.command(help="Continue the last submission of this step: failed jobs run again.")
-    @_monitor_options
+    @monitor_options
     @verbosity_option
     @handle_errors
     def resubmit(depth: int, interval: float) -> None:
@@ -195,7 +196,3 @@ def step_program(step_cls: type[Step]) -> click.Group:
             click.echo(path.read_text() if path.exists() else "")
 
     return main
-
-
-def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))

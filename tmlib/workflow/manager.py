@@ -158,8 +158,8 @@ class Run:
             return self.engine.run(on_progress=(lambda: on_progress(self)) if on_progress else None)
         except KeyboardInterrupt:
             self.engine.kill()
-            while self.engine.progress():
-                pass
+            while self.engine.progress():  # until the killed jobs are reported
+                self.engine.backend.wait(0.05)
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)

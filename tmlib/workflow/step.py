@@ -26,8 +26,6 @@ from tmlib.workflow.jobs.job import JobSpec, Resources
 
 logger = logging.getLogger(__name__)
 
-PHASES = ("init", "run", "collect")
-
 #: how job command lines start a step (``python -m tmlib.workflow STEP ...``)
 COMMAND_PREFIX = (sys.executable, "-m", "tmlib.workflow")
 #: the function behind COMMAND_PREFIX, which the local backend preloads

@@ -5,7 +5,6 @@ Planes of a z-stack are max-projected when metaconfig grouped them (``--mip``).
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,6 @@ from tmlib.errors import InvalidInputError
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
 from tmlib.workflow.step import Step, chunks, register_step
-
-logger = logging.getLogger(__name__)
 
 
 @register_step
