@@ -45,3 +45,26 @@ def scratch_pg_database(admin_url: str = DEFAULT_PG_URL) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+def registered_plate(
+    tmp: Path, name: str, wells: int, sites: int, size: str, channels: int = 1
+) -> str:
+    """Simulate a CellVoyager plate in `tmp`/plate and register it in a new installation.
+
+    Points TMAPS_HOME, TMAPS_DB_URL and TMAPS_CONFIG_FILE (in ``os.environ``, so
+    our programs and the tmlib imported by the benchmark see the same data) at
+    `tmp`/home, with an embedded SQLite database. Returns the experiment id.
+    """
+    plate, home = tmp / "plate", tmp / "home"
+    tm(["tm_simulate", "plate", str(plate), "--wells", str(wells), "--sites", str(sites),
+        "--channels", str(channels), "--size", size, "-q"])  # fmt: skip
+    home.mkdir()
+    os.environ.update(TMAPS_HOME=str(home), TMAPS_DB_URL=f"sqlite:///{home}/tm.db",
+                      TMAPS_CONFIG_FILE=str(home / "none.cfg"))  # fmt: skip
+    tm(["tm_add", "user", "-n", "bench", "-p", "bench", "-e", "bench@example.org"])
+    eid = tm(["tm_add", "experiment", "-e", name, "-u", "bench"])
+    tm(["tm_add", "plate", "-e", eid, "-p", "p"])
+    tm(["tm_add", "acquisition", "-e", eid, "-p", "p", "-a", "a"])
+    tm(["tm_add", "files", "-e", eid, "-p", "p", "-a", "a", "-s", str(plate)])
+    return eid

@@ -26,6 +26,11 @@ run tm_add acquisition -e demo -p plate01 -a acquisition01
 run tm_add files -e demo -p plate01 -a acquisition01 -s "$PLATE_DIR"
 run tm_workflow "$EXPERIMENT_ID" submit
 run tm_workflow "$EXPERIMENT_ID" status
+CHANNEL=$(python -c "
+import sqlalchemy as sa, tmlib.models as tm
+with tm.utils.ExperimentSession($EXPERIMENT_ID) as s:
+    print(s.scalars(sa.select(tm.Channel.name).order_by(tm.Channel.id)).first())")
+run illuminati "$EXPERIMENT_ID" export --channel "$CHANNEL" -o "$TMAPS_HOME/overview.png"
 
 printf '\nWhat was produced:\n'
 python - "$EXPERIMENT_ID" <<'PY'
@@ -52,6 +57,14 @@ with tm.utils.ExperimentSession(experiment_id) as session:
         for model in (tm.Well, tm.Site, tm.Channel, tm.Cycle, tm.ChannelImageFile)
     }
     print("  " + ", ".join(f"{n} {name}s" for name, n in counts.items()))
+    for layer in session.scalars(sa.select(tm.ChannelLayer)):
+        with layer.open_tiles() as tiles:
+            stats = layer.channel.illumstats_file.get()
+            print(
+                f"  channel {layer.channel.name}: illumination statistics (99.9th percentile "
+                f"{stats.closest_percentile(99.9):.0f}), pyramid of {len(tiles)} tiles, "
+                f"window {layer.min_intensity:.0f}-{layer.max_intensity:.0f}"
+            )
     plane = session.scalars(sa.select(tm.ChannelImageFile).limit(1)).one()
     pixels = plane.get()
     print(
@@ -69,6 +82,7 @@ Look at the data from Python (see README.md, "Using the library"):
     TMAPS_HOME=$TMAPS_HOME .venv/bin/python
     >>> import tmlib.models as tm
     >>> with tm.utils.ExperimentSession($EXPERIMENT_ID) as s: ...
-The stages built so far: image_conversion. Illumination correction, pyramids and
-analysis are added to this demo as they are built.
+The whole mosaic of channel $CHANNEL, as the viewer will show it: $TMAPS_HOME/overview.png
+The stages built so far: image_conversion, image_preprocessing, pyramid_creation.
+Image analysis (jterator) is added to this demo when it is built.
 EOT

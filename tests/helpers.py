@@ -1,10 +1,15 @@
-"""Shared helpers of the model, registry and ``tm_add`` tests."""
+"""Shared helpers of the tests."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import sqlalchemy as sa
 
 import tmlib.models as tm
@@ -157,3 +162,105 @@ def probe_job(argv: list[str]) -> int:
         elif action == "exit":
             return int(value)
     return 0
+
+
+#: where the installed console scripts are
+BIN = Path(sys.executable).parent
+
+
+def env() -> dict[str, str]:
+    """The environment of a subprocess: the test's TMAPS_* settings, two cores."""
+    return {**os.environ, "TMAPS_CORES": "2"}
+
+
+def cli(program: str, *args: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run an installed console script to its end."""
+    return subprocess.run(
+        [str(BIN / program), *map(str, args)],
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """`result`, after checking that it exited 0."""
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The single error line of a command that failed with exit status `code`."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def tile_checksums(experiment_id: int) -> dict[str, str]:
+    """sha256 over all tiles (keys and JPEG bytes) of each pyramid layer."""
+    sums = {}
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        for layer in session.scalars(sa.select(tm.ChannelLayer)):
+            digest = hashlib.sha256()
+            with layer.open_tiles() as reader:
+                for level, row, column, data in reader.tiles():
+                    digest.update(f"{level},{row},{column}".encode())
+                    digest.update(data)
+            sums[f"{layer.channel.name}/{layer.tpoint}/{layer.zplane}"] = digest.hexdigest()
+    return sums
+
+
+def expected_base(
+    experiment_id: int, channel_name: str, window: tuple[int, int], aligned: bool = False
+) -> np.ndarray:
+    """The full-resolution mosaic of a channel, rendered directly from its planes.
+
+    With `aligned`, each plane is shifted and cropped by its site's shift
+    (:func:`tmlib.alignment.shift_and_crop`) and placed in the aligned layout.
+    """
+    from tmlib.alignment import shift_and_crop
+    from tmlib.workflow.steps.illuminati import experiment_mosaic
+
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        layout = experiment_mosaic(session, aligned=aligned)
+        shifts = {
+            (s.site_id, s.cycle_id): (s.y, s.x) for s in session.scalars(sa.select(tm.SiteShift))
+        }
+        image = np.zeros((layout.height, layout.width), np.uint8)
+        files = session.scalars(
+            sa.select(tm.ChannelImageFile).join(tm.Channel).where(tm.Channel.name == channel_name)
+        )
+        lower, upper = window
+        for f in files:
+            box = layout.sites[f.site_id]
+            pixels = f.get()
+            if aligned:
+                site = f.site
+                pixels = shift_and_crop(
+                    pixels,
+                    *shifts[(f.site_id, f.cycle_id)],
+                    site.top_residue,
+                    site.bottom_residue,
+                    site.left_residue,
+                    site.right_residue,
+                )
+            scaled = (pixels.astype(float) - lower) * 255 / (upper - lower)
+            image[box.y : box.bottom, box.x : box.right] = np.clip(np.rint(scaled), 0, 255)
+    return image
+
+
+def run_step(experiment_id: int, name: str, **args: object) -> int:
+    """A step's phases in this process, the code its jobs run: init, every run job,
+    collect. Returns the number of run jobs."""
+    from tmlib.workflow.step import get_step
+
+    step = get_step(name)(experiment_id)
+    n = step.init(args)
+    for job_id in step.run_job_ids():
+        step.run(job_id)
+    if step.has_collect:
+        step.collect()
+    return n

@@ -411,3 +411,166 @@ def test_vignetting_field_is_darkest_in_the_corners() -> None:
     field = cellsim.vignetting_field((100, 120), strength=0.4)
     assert field.dtype == np.float32 and field.max() <= 1.0
     assert field[0, 0] < field[50, 60] and abs(field[0, 0] - 0.6) < 0.05
+
+
+# --- multiplexing cycles (--cycles, --max-shift) ----------------------------
+
+
+def read_shifts_csv(outdir: Path) -> list[dict[str, str]]:
+    with open(outdir / "ground_truth" / "shifts.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def cycles_plate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 cycles x 2 wells x 3 sites x 3 channels, 64x80 px, shifts up to 12 px."""
+    out = tmp_path_factory.mktemp("cycles") / "out"
+    return simulate(
+        out, "--cycles", "3", "--max-shift", "12", "--wells", "2", "--sites", "3",
+        "--channels", "3", "--size", "64x80", "--seed", "5",
+    )  # fmt: skip
+
+
+def test_cycles_write_one_plate_directory_per_cycle(cycles_plate: Path) -> None:
+    assert sorted(p.name for p in cycles_plate.iterdir()) == [
+        "cycle_1", "cycle_2", "cycle_3", "ground_truth",
+    ]  # fmt: skip
+    for k in (1, 2, 3):
+        cycle = cycles_plate / f"cycle_{k}"
+        assert len(image_files(cycle)) == 2 * 3 * 3
+        assert sorted(r.text for r in mlf_records(cycle)) == [p.name for p in image_files(cycle)]
+        assert (cycle / "MeasurementDetail.mrf").is_file()
+        for name in ("cells.csv", "sites.csv", "simulation.json"):
+            assert (cycle / "ground_truth" / name).is_file()
+    params = json.loads((cycles_plate / "ground_truth" / "simulation.json").read_text())
+    assert params["cycles"] == 3 and params["max_shift_px"] == 12
+    assert params["cycle_directories"] == ["cycle_1", "cycle_2", "cycle_3"]
+
+
+def test_shifts_csv_lists_every_site_of_every_cycle(cycles_plate: Path) -> None:
+    rows = read_shifts_csv(cycles_plate)
+    assert list(rows[0]) == ["cycle", "well", "site_y", "site_x", "y", "x"]
+    assert len(rows) == 3 * 2 * 3
+    with open(cycles_plate / "cycle_1" / "ground_truth" / "sites.csv", newline="") as fh:
+        grid = {(r["well"], r["grid_row"], r["grid_column"]) for r in csv.DictReader(fh)}
+    for cycle in "012":
+        assert {(r["well"], r["site_y"], r["site_x"]) for r in rows if r["cycle"] == cycle} == grid
+    assert all((r["y"], r["x"]) == ("0", "0") for r in rows if r["cycle"] == "0")
+    later = [(int(r["y"]), int(r["x"])) for r in rows if r["cycle"] != "0"]
+    assert all(-12 <= v <= 12 for shift in later for v in shift)
+    assert len(set(later)) > 6  # random per site and cycle
+    assert any(y < 0 for y, _ in later) and any(x > 0 for _, x in later)
+
+
+def test_cycle_content_is_displaced_by_the_recorded_shift(cycles_plate: Path) -> None:
+    """cycle_k[r + y, c + x] == cycle_1[r, c] for the labels; images agree up to noise."""
+    sites = {}
+    with open(cycles_plate / "cycle_1" / "ground_truth" / "sites.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            sites[r["well"], int(r["grid_row"]), int(r["grid_column"])] = int(r["site"])
+    height, width = 64, 80
+    for row in read_shifts_csv(cycles_plate):
+        k, y, x = int(row["cycle"]), int(row["y"]), int(row["x"])
+        well = row["well"]
+        site = sites[well, int(row["site_y"]), int(row["site_x"])]
+        ref_dir, dir_k = cycles_plate / "cycle_1", cycles_plate / f"cycle_{k + 1}"
+        rows_ref = slice(max(0, -y), min(height, height - y))
+        cols_ref = slice(max(0, -x), min(width, width - x))
+        rows_k = slice(rows_ref.start + y, rows_ref.stop + y)
+        cols_k = slice(cols_ref.start + x, cols_ref.stop + x)
+        for kind in ("nuclei", "cells"):
+            ref = tifffile.imread(ref_dir / "ground_truth" / f"{kind}_{well}_s{site}_t0.tif")
+            moved = tifffile.imread(dir_k / "ground_truth" / f"{kind}_{well}_s{site}_t0.tif")
+            np.testing.assert_array_equal(moved[rows_k, cols_k], ref[rows_ref, cols_ref])
+        name = f"Sim_{well}_T0001F{site + 1:03d}L01A01Z01C01.tif"
+        a = tifffile.imread(ref_dir / name)[rows_ref, cols_ref].astype(float)
+        b = tifffile.imread(dir_k / name)[rows_k, cols_k].astype(float)
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+        # cells keep their labels: cells.csv centres move by the shift
+        cells_ref = {
+            r["cell_label"]: (float(r["y"]), float(r["x"]))
+            for r in read_cells_csv(ref_dir) if r["well"] == well and r["site"] == str(site)
+        }  # fmt: skip
+        for r in read_cells_csv(dir_k):
+            if r["well"] == well and r["site"] == str(site) and r["cell_label"] in cells_ref:
+                y0, x0 = cells_ref[r["cell_label"]]
+                assert abs(float(r["y"]) - (y0 + y)) < 0.011
+                assert abs(float(r["x"]) - (x0 + x)) < 0.011
+
+
+def test_cycles_share_reference_stains_but_not_spot_stains(cycles_plate: Path) -> None:
+    rows = {
+        (r["cycle"], r["well"], r["site_y"], r["site_x"]): r for r in read_shifts_csv(cycles_plate)
+    }
+    # a site whose shift in cycle 2 is zero would make the comparison below trivial
+    row = rows["1", "A01", "0", "0"]
+    y, x = int(row["y"]), int(row["x"])
+    h, w = 64 - abs(y), 80 - abs(x)
+    r0, c0 = max(0, -y), max(0, -x)
+
+    def overlap(cycle: int, channel: int) -> np.ndarray:
+        image = tifffile.imread(
+            cycles_plate / f"cycle_{cycle}" / f"Sim_A01_T0001F001L01A01Z01C{channel:02d}.tif"
+        ).astype(float)
+        dy, dx = (y, x) if cycle == 2 else (0, 0)
+        return image[r0 + dy : r0 + dy + h, c0 + dx : c0 + dx + w].ravel()
+
+    assert np.corrcoef(overlap(1, 1), overlap(2, 1))[0, 1] > 0.9
+    assert np.corrcoef(overlap(1, 2), overlap(2, 2))[0, 1] > 0.8
+    assert np.corrcoef(overlap(1, 3), overlap(2, 3))[0, 1] < 0.8
+
+
+def test_cycles_are_deterministic(tmp_path: Path) -> None:
+    args = ("--cycles", "2", "--size", "48x64", "--sites", "2", "--channels", "3")
+    first = all_bytes(simulate(tmp_path / "a", *args, "--seed", "3"))
+    assert first == all_bytes(simulate(tmp_path / "b", *args, "--seed", "3"))
+    assert "ground_truth/shifts.csv" in first
+    other = read_shifts_csv(simulate(tmp_path / "c", *args, "--seed", "4"))
+    assert other != read_shifts_csv(tmp_path / "a")
+
+
+def test_one_cycle_is_the_plain_plate(tmp_path: Path) -> None:
+    args = ("--size", "48x64", "--sites", "2", "--channels", "2")
+    plain = all_bytes(simulate(tmp_path / "a", *args))
+    assert all_bytes(simulate(tmp_path / "b", *args, "--cycles", "1")) == plain
+    assert not any(name.startswith("cycle_") for name in plain)
+
+
+@pytest.mark.parametrize(
+    ("microscope", "extra"),
+    [("visiview", ("--zplanes", "2")), ("metamorph", ()), ("tiff", ("--zplanes", "2"))],
+)
+def test_cycles_in_other_vendor_layouts(tmp_path: Path, microscope: str, extra: tuple) -> None:
+    out = simulate(
+        tmp_path / "out", "--microscope", microscope, "--cycles", "2", "--size", "48x64",
+        "--sites", "2", "--channels", "2", "--wells", "1", *extra,
+    )  # fmt: skip
+    one, two = out / "cycle_1", out / "cycle_2"
+    names = sorted(p.name for p in one.iterdir() if p.is_file())
+    assert names and names == sorted(p.name for p in two.iterdir() if p.is_file())
+    assert len(read_shifts_csv(out)) == 2 * 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--max-shift", "5"), "--max-shift needs --cycles"),
+        (("--cycles", "2", "--tpoints", "2"), "--tpoints"),
+        (("--cycles", "2", "--size", "64x64", "--max-shift", "17"), "max-shift must be within"),
+        (("--cycles", "0"), "--cycles"),
+    ],
+)
+def test_bad_cycle_options_exit_2_with_one_line(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    code, output = run(str(tmp_path / "out"), *args)
+    assert code == 2, output
+    assert output.startswith("tm_simulate: error: ") and output.count("\n") == 1, output
+    assert message in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_explains_cycles() -> None:
+    result = CliRunner().invoke(main, ["plate", "--help"])
+    for text in ("--cycles", "--max-shift", "shifts.csv", "cycle_1"):
+        assert text in result.output

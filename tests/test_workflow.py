@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 import tifffile
 import yaml
-from helpers import use_fast_password_hashing
+from helpers import BIN, cli, env, ok, one_error_line, use_fast_password_hashing
 
 import tmlib.models as tm
 from tmlib import registry
@@ -34,9 +33,10 @@ from tmlib.workflow import manager
 from tmlib.workflow.description import WorkflowDescription
 from tmlib.workflow.jobs.job import read_exit_file
 
-BIN = Path(sys.executable).parent
 #: (step, kind of each job) in the order the canonical image_conversion stage runs them
 STEPS = ("metaextract", "metaconfig", "imextract")
+#: every step of the default canonical description so far
+WORKFLOW_STEPS = (*STEPS, "corilla", "illuminati")
 JOB_TYPES = {"InitJob", "RunJob", "CollectJob"}
 SQLITE_ONLY = pytest.mark.parametrize("tmaps", ["sqlite"], indirect=True)
 
@@ -95,22 +95,6 @@ def plate(tmaps, tmp_path: Path) -> Plate:
     return make_plate(tmp_path)
 
 
-def env() -> dict[str, str]:
-    """The environment of a subprocess: the test's TMAPS_* settings, two cores."""
-    return {**os.environ, "TMAPS_CORES": "2"}
-
-
-def cli(program: str, *args: object, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run an installed console script to its end."""
-    return subprocess.run(
-        [str(BIN / program), *map(str, args)],
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def start(program: str, *args: object) -> subprocess.Popen:
     """Start an installed console script in the background (stdout/stderr to files)."""
     return subprocess.Popen(
@@ -120,19 +104,6 @@ def start(program: str, *args: object) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-    return result
-
-
-def one_error_line(result: subprocess.CompletedProcess, code: int = 2) -> str:
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def set_description(plate: Plate, tmp_path: Path, **batch_args: dict) -> None:
@@ -259,7 +230,9 @@ def test_submit_runs_everything_and_status_shows_it(plate: Plate, tmaps) -> None
 
     tree = status_json(plate)
     assert tree["name"] == "workflow" and tree["type"] == "Workflow"
-    assert [s["name"] for s in tree["subtasks"]] == ["image_conversion"]
+    assert [s["name"] for s in tree["subtasks"]] == [
+        "image_conversion", "image_preprocessing", "pyramid_creation"
+    ]  # fmt: skip
     assert [s["name"] for s in tree["subtasks"][0]["subtasks"]] == list(STEPS)
     assert_all_succeeded(tree)
     leaves = jobs(tree)
@@ -272,6 +245,18 @@ def test_submit_runs_everything_and_status_shows_it(plate: Plate, tmaps) -> None
         "imextract_init_0000001",
         "imextract_run_0000001",
         "imextract_collect_0000001",
+        # statistics: one job per channel; pyramids: the two wells are 500 px
+        # apart, so each channel's mosaic is two blocks of 512x512 px
+        "corilla_init_0000001",
+        "corilla_run_0000001",
+        "corilla_run_0000002",
+        "corilla_collect_0000001",
+        "illuminati_init_0000001",
+        "illuminati_run_0000001",
+        "illuminati_run_0000002",
+        "illuminati_run_0000003",
+        "illuminati_run_0000004",
+        "illuminati_collect_0000001",
     }
     assert tree["total"] == len(leaves)
     for job in leaves.values():  # memory: above the preloaded interpreter's, may be ~0
@@ -282,7 +267,7 @@ def test_submit_runs_everything_and_status_shows_it(plate: Plate, tmaps) -> None
         assert all(r["exitcode"] == 0 for _, r in records.values())
 
     text = ok(cli("tm_workflow", plate.experiment_id, "status")).stdout
-    assert "TERMINATED" in text and "imextract" in text and "8/8" in text
+    assert "TERMINATED" in text and "illuminati" in text and "18/18" in text
 
     assert_planes_match_tiffs(plate)
 
@@ -374,7 +359,7 @@ def test_sigkilled_submit_resumes_without_redoing_finished_jobs(tmaps, tmp_path:
     assert any(n.startswith("imextract_run_") for n in finished)
     assert any(n.startswith("imextract_run_") for n in unfinished)
     logs = {}
-    for step in STEPS:
+    for step in WORKFLOW_STEPS:
         logs.update(exit_records(plate.log_dir(step)))
     kept = finished | started
     for name in kept:
@@ -386,7 +371,7 @@ def test_sigkilled_submit_resumes_without_redoing_finished_jobs(tmaps, tmp_path:
     tree = status_json(plate)
     assert_all_succeeded(tree)
     after = {}
-    for step in STEPS:
+    for step in WORKFLOW_STEPS:
         after.update(exit_records(plate.log_dir(step)))
     n_runs = plate.n_images
     assert {n for n in after if n.startswith("imextract_run_")} == {

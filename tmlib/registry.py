@@ -116,11 +116,14 @@ def add_experiment(
     microscope_type: str = "cellvoyager",
     plate_format: int = 384,
     plate_acquisition_mode: str = "basic",
-    workflow_type: str = "canonical",
+    workflow_type: str | None = None,
     description: str | None = None,
     db_url: str | None = None,
 ) -> int:
     """Create an experiment: its reference, directory and tables. Returns its id.
+
+    The workflow type defaults to ``multiplexing`` for multiplexing
+    acquisitions (which need the align step) and ``canonical`` otherwise.
 
     Raises
     ------
@@ -144,6 +147,8 @@ def add_experiment(
             f"invalid plate acquisition mode {plate_acquisition_mode!r}; choose one of "
             f"{', '.join(ACQUISITION_MODES)}"
         )
+    if workflow_type is None:
+        workflow_type = "multiplexing" if plate_acquisition_mode == "multiplexing" else "canonical"
     if workflow_type not in WORKFLOW_TYPES:
         raise InvalidInputError(
             f"invalid workflow type {workflow_type!r}; choose one of {', '.join(WORKFLOW_TYPES)}"

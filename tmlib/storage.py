@@ -107,11 +107,20 @@ def write_plane(path: str | os.PathLike, array: np.ndarray) -> None:
     write_datasets(path, {"array": array})
 
 
-def read_plane(path: str | os.PathLike) -> np.ndarray:
+def read_plane(path: str | os.PathLike, rows: slice | None = None) -> np.ndarray:
     """Read a 2D image plane written by :func:`write_plane`.
+
+    Parameters
+    ----------
+    path : path-like
+    rows : slice, optional
+        Only these rows; only the chunks (row bands) they touch are decoded.
 
     Returns
     -------
-    ndarray, shape (M, N), dtype uint8 or uint16
+    ndarray, shape (M, N) or (len(rows), N), dtype uint8 or uint16
     """
-    return read_dataset(path, "array")
+    if rows is None:
+        return read_dataset(path, "array")
+    with h5py.File(path, "r") as f:
+        return f["array"][rows]

@@ -84,10 +84,10 @@ def user(name: str, password: str, email: str) -> None:
     "--workflow-type",
     "--workflow_type",
     "workflow_type",
-    default="canonical",
-    show_default=True,
+    default=None,
     type=click.Choice(WORKFLOW_TYPES),
-    help="Workflow the experiment runs.",
+    help="Workflow the experiment runs [default: multiplexing for multiplexing acquisitions, "
+    "else canonical].",
 )
 @click.option("-d", "--description", default=None, help="Free text.")
 @verbosity_option
@@ -98,7 +98,7 @@ def experiment(
     microscope_type: str,
     plate_format: str,
     acquisition_mode: str,
-    workflow_type: str,
+    workflow_type: str | None,
     description: str | None,
 ) -> None:
     """Create an experiment. Prints the new experiment's id alone on stdout."""

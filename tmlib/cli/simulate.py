@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from tmlib.cli.base import Program, handle_errors, verbosity_option
-from tmlib.simulate import WRITERS, PlateSpec, check_plate, simulate_plate
+from tmlib.simulate import WRITERS, PlateSpec, SimulationSummary, check_plate, simulate_plate
+from tmlib.simulate.multiplex import (
+    DEFAULT_MAX_SHIFT,
+    check_cycles,
+    default_max_shift,
+    simulate_cycles,
+)
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
@@ -52,6 +59,10 @@ EXAMPLES
   tm_simulate plate /tmp/names --empty --plate-format 384 --wells 384 \\
       --sites 9 --channels 4 --zplanes 4
       55,296 zero-byte files plus full metadata, to benchmark registration.
+  tm_simulate plate /tmp/mx --cycles 3 --max-shift 15
+      a multiplexing experiment: /tmp/mx/cycle_1 .. cycle_3 (one acquisition
+      each), sites of cycles 2 and 3 displaced by up to 15 px, true shifts in
+      /tmp/mx/ground_truth/shifts.csv.
 """
 )
 @click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
@@ -120,6 +131,21 @@ EXAMPLES
     help="Random seed; the same seed and options give byte-identical files.",
 )
 @click.option(
+    "--cycles",
+    type=click.IntRange(min=1, max=99),
+    default=None,
+    help="Multiplexing: image the plate N times (OUTDIR/cycle_1 .. cycle_N), each cycle's "
+    "sites displaced by a known stage error. Default: one plate directly in OUTDIR.",
+)
+@click.option(
+    "--max-shift",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="PX",
+    help=f"Largest displacement per axis in pixels of a site in cycles 2..N (with --cycles; "
+    f"default {DEFAULT_MAX_SHIFT}, at most a quarter of the smaller image side).",
+)
+@click.option(
     "--prefix",
     default="Sim",
     show_default=True,
@@ -149,6 +175,8 @@ def plate(
     tpoints: int,
     size: tuple[int, int],
     seed: int,
+    cycles: int | None,
+    max_shift: int | None,
     prefix: str,
     empty: bool,
     force: bool,
@@ -197,6 +225,24 @@ def plate(
       simulation.json      the parameters used
     With --empty only sites.csv and simulation.json are written.
 
+    \b
+    MULTIPLEXING (--cycles N, N > 1)
+      OUTDIR/cycle_1 .. OUTDIR/cycle_N
+          one complete plate directory per cycle in the chosen layout, each
+          with its own ground_truth (cells keep their labels in every cycle);
+          register them in order as one acquisition each of a multiplexing
+          experiment (cycle_k becomes cycle index k-1)
+      OUTDIR/ground_truth/shifts.csv
+          cycle,well,site_y,site_x,y,x: cycle index from 0 (cycle_1 is 0, the
+          reference, with shift 0,0), the site's grid row/column in its well,
+          and its displacement in pixels: cycle[r + y, c + x] = reference[r, c]
+          (+ = down/right, the convention of the align step)
+      OUTDIR/ground_truth/simulation.json
+          the parameters, including --cycles and --max-shift
+      Channel 1 (nuclei) and channel 2 show the same stains in every cycle,
+      channels 3 and up a new spot pattern per cycle.  Illumination is fixed
+      to the optics (not shifted); every cycle has its own noise.
+
     Timestamps in the metadata start at a fixed date, so runs are
     reproducible byte for byte.
     """
@@ -214,10 +260,28 @@ def plate(
         empty=empty,
         prefix=prefix,
     )
-    check_plate(outdir, spec, force=force)  # fail before the progress bar starts
-    total = spec.n_images
+    multiplexing = cycles is not None and cycles > 1
+    if not multiplexing and max_shift:
+        raise click.BadParameter(
+            "--max-shift needs --cycles N with N > 1", param_hint="--max-shift"
+        )
+    if multiplexing:
+        shift = default_max_shift(spec) if max_shift is None else max_shift
+
+        def write(progress: Callable[[int], None] | None = None) -> SimulationSummary:
+            return simulate_cycles(outdir, spec, cycles, shift, force=force, progress=progress)
+
+        check_cycles(outdir, spec, cycles, shift, force=force)
+        total = spec.n_images * cycles
+    else:
+
+        def write(progress: Callable[[int], None] | None = None) -> SimulationSummary:
+            return simulate_plate(outdir, spec, force=force, progress=progress)
+
+        check_plate(outdir, spec, force=force)  # fail before the progress bar starts
+        total = spec.n_images
     if quiet or total < _PROGRESS_FROM:
-        summary = simulate_plate(outdir, spec, force=force)
+        summary = write()
     else:
         with click.progressbar(
             length=total,
@@ -225,11 +289,13 @@ def plate(
             file=sys.stderr,
             update_min_steps=max(1, total // 400),
         ) as bar:
-            summary = simulate_plate(outdir, spec, force=force, progress=bar.update)
+            summary = write(bar.update)
     if not quiet:
+        per_cycle = f"{cycles} cycles x " if multiplexing else ""
         click.echo(
             f"wrote {summary.n_images} {'empty ' if empty else ''}images "
-            f"({wells} wells x {sites} sites x {channels} channels x {zplanes} z-planes x "
-            f"{tpoints} time points, {size[0]}x{size[1]} px), metadata and ground truth "
-            f"to {outdir} in {summary.seconds:.1f} s ({summary.planes_per_second:.1f} images/s)"
+            f"({per_cycle}{wells} wells x {sites} sites x {channels} channels x {zplanes} "
+            f"z-planes x {tpoints} time points, {size[0]}x{size[1]} px), metadata and ground "
+            f"truth to {outdir} in {summary.seconds:.1f} s "
+            f"({summary.planes_per_second:.1f} images/s)"
         )

@@ -10,8 +10,9 @@ import numpy as np
 from sqlalchemy import Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from tmlib import storage
+from tmlib import illumination, storage
 from tmlib.models.base import ExperimentModel, JSONType
+from tmlib.tiles import TileReader
 
 
 class Channel(ExperimentModel):
@@ -48,6 +49,10 @@ class Channel(ExperimentModel):
     def illumstats_location(self) -> str:
         return os.path.join(self.location, "illumstats")
 
+    @property
+    def layers_location(self) -> str:
+        return os.path.join(self.location, "layers")
+
 
 class ChannelImageFile(ExperimentModel):
     """One extracted 2D plane of a site, channel, cycle, time point and z-plane.
@@ -83,14 +88,14 @@ class ChannelImageFile(ExperimentModel):
     def location(self) -> str:
         return os.path.join(self.channel.image_files_location, f"channel_image_file_{self.id}.h5")
 
-    def get(self) -> np.ndarray:
-        """Read the plane.
+    def get(self, rows: slice | None = None) -> np.ndarray:
+        """Read the plane (or a band of its rows, which reads only those).
 
         Returns
         -------
         ndarray, shape (height, width), dtype uint8 or uint16
         """
-        return storage.read_plane(self.location)
+        return storage.read_plane(self.location, rows)
 
     def put(self, pixels: np.ndarray) -> None:
         """Write the plane (atomically; replaces an earlier one).
@@ -109,18 +114,65 @@ class IllumstatsImages:
     Attributes
     ----------
     mean, std : ndarray, shape (height, width), dtype float64
-        Per-pixel mean and standard deviation of log10 intensities.
+        Per-pixel mean and sample standard deviation of log10 intensities
+        over the channel's images (log10(0) taken as 0).
     percentiles : dict of float to float
-        Intensity percentiles of the raw images, averaged over images.
+        Intensity percentiles of all pixels of the channel's images pooled
+        (level in [0, 100] to intensity).
+
+    Examples
+    --------
+    Correcting images of a channel (what consumers do)::
+
+        stats = channel.illumstats_file.get().smoothed()
+        correct = Correction.from_stats(stats)  # tmlib.illumination, once per channel
+        corrected = correct(image)  # uint16 in, uint16 out
+        upper = stats.closest_percentile(99.9)
     """
 
     mean: np.ndarray
     std: np.ndarray
     percentiles: dict[float, float]
 
+    def smoothed(self, sigma: float = 5.0) -> IllumstatsImages:
+        """These statistics with Gaussian-smoothed mean and std (as the original read them).
+
+        Parameters
+        ----------
+        sigma : float
+            Kernel standard deviation in pixels (borders reflected).
+
+        Returns
+        -------
+        IllumstatsImages
+            Same percentiles; mean and std shape (height, width), float64.
+        """
+        return IllumstatsImages(
+            mean=illumination.smooth(self.mean, sigma),
+            std=illumination.smooth(self.std, sigma),
+            percentiles=dict(self.percentiles),
+        )
+
+    def closest_percentile(self, p: float) -> float:
+        """Intensity at the stored percentile level nearest to `p` (the lower one at a tie).
+
+        Raises
+        ------
+        ValueError
+            When no percentiles are stored.
+        """
+        if not self.percentiles:
+            raise ValueError("these illumination statistics hold no percentiles")
+        level = min(sorted(self.percentiles), key=lambda key: abs(key - p))
+        return self.percentiles[level]
+
 
 class IllumstatsFile(ExperimentModel):
-    """Illumination statistics of one channel (HDF5: ``mean``, ``std``, ``percentiles/*``)."""
+    """Illumination statistics of one channel (HDF5: ``mean``, ``std``, ``percentiles/*``).
+
+    Written by the corilla step; read with :meth:`get` and, as consumers
+    should use them, smoothed with :meth:`IllumstatsImages.smoothed`.
+    """
 
     __tablename__ = "illumstats_files"
 
@@ -136,7 +188,12 @@ class IllumstatsFile(ExperimentModel):
         return os.path.join(self.channel.illumstats_location, f"illumstats_file_{self.id}.h5")
 
     def get(self) -> IllumstatsImages:
-        """Read the statistics as stored (no smoothing)."""
+        """Read the statistics as stored (no smoothing).
+
+        Returns
+        -------
+        IllumstatsImages
+        """
         path = self.location
         keys = storage.read_dataset(path, "percentiles/keys")
         values = storage.read_dataset(path, "percentiles/values")
@@ -147,7 +204,7 @@ class IllumstatsFile(ExperimentModel):
         )
 
     def put(self, stats: IllumstatsImages) -> None:
-        """Write the statistics atomically."""
+        """Write the statistics atomically (temp file + rename; replaces an earlier file)."""
         keys = np.array(sorted(stats.percentiles), dtype=np.float64)
         storage.write_datasets(
             self.location,
@@ -180,3 +237,25 @@ class ChannelLayer(ExperimentModel):
     channel: Mapped[Channel] = relationship(back_populates="layers")
 
     tile_size = 256
+
+    @property
+    def location(self) -> str:
+        """The layer's tile container (see :mod:`tmlib.tiles`)."""
+        return os.path.join(
+            self.channel.layers_location, f"layer_t{self.tpoint}_z{self.zplane}.tiles"
+        )
+
+    def open_tiles(self) -> TileReader:
+        """A reader of the layer's tiles; keep it to read many tiles fast.
+
+        Raises
+        ------
+        FileNotFoundError
+            When the pyramid has not been built.
+        """
+        return TileReader(self.location)
+
+    def get_tile(self, level: int, row: int, column: int) -> bytes | None:
+        """JPEG bytes of one tile (level 0 = most zoomed out), None for a black tile."""
+        with self.open_tiles() as tiles:
+            return tiles.get_tile(level, row, column)

@@ -15,6 +15,7 @@ Tables are created lazily on the first session of a process.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +43,9 @@ def safe_url(url: str) -> str:
         return url
 
 
+_READ_ONLY = re.compile(r"\s*(SELECT|PRAGMA|EXPLAIN)\b", re.IGNORECASE)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -54,9 +58,16 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN")
+    # Transactions begin at their first write, with BEGIN IMMEDIATE. A
+    # transaction that read first and then writes cannot wait for a concurrent
+    # writer in WAL mode (SQLite fails it with "database is locked" at once),
+    # and parallel jobs write to the same file. Reads outside a transaction see
+    # the latest commit, like PostgreSQL's READ COMMITTED.
+    @event.listens_for(engine, "before_cursor_execute")
+    def _on_execute(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        dbapi_connection = conn.connection.dbapi_connection
+        if not dbapi_connection.in_transaction and not _READ_ONLY.match(statement):
+            dbapi_connection.execute("BEGIN IMMEDIATE")
 
 
 def get_engine(url: str) -> Engine:

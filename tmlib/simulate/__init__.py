@@ -4,7 +4,9 @@
 numpy), :mod:`tmlib.simulate.plate` lays out a plate and drives a vendor
 writer, and :mod:`tmlib.simulate.cellvoyager` is the Yokogawa CellVoyager
 writer (:mod:`~tmlib.simulate.visiview`, :mod:`~tmlib.simulate.metamorph` and
-:mod:`~tmlib.simulate.tiff` write the other layouts).  Importing this
+:mod:`~tmlib.simulate.tiff` write the other layouts).  :mod:`tmlib.simulate.multiplex`
+writes a multiplexing experiment: one plate directory per cycle with known
+per-site shifts (``tm_simulate plate --cycles N``).  Importing this
 package registers all built-in writers in :data:`tmlib.simulate.plate.WRITERS`.
 """
 
@@ -26,6 +28,13 @@ from tmlib.simulate.cells import (
 )
 from tmlib.simulate.cellvoyager import CellVoyagerWriter, image_filename
 from tmlib.simulate.metamorph import MetaMorphWriter
+from tmlib.simulate.multiplex import (
+    check_cycles,
+    cycle_directory,
+    cycle_shifts,
+    read_shifts,
+    simulate_cycles,
+)
 from tmlib.simulate.plate import (
     GROUND_TRUTH_DIR,
     PLATE_FORMATS,
@@ -67,7 +76,10 @@ __all__ = [
     "TiffWriter",
     "VisiViewWriter",
     "channel_signal",
+    "check_cycles",
     "check_plate",
+    "cycle_directory",
+    "cycle_shifts",
     "default_nucleus_radius",
     "defocus",
     "expose",
@@ -76,8 +88,10 @@ __all__ = [
     "image_filename",
     "move_cells",
     "place_cells",
+    "read_shifts",
     "register_writer",
     "render_site",
+    "simulate_cycles",
     "simulate_plate",
     "site_grid",
     "site_position",

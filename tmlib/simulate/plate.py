@@ -439,6 +439,26 @@ class SimulationSummary:
         return self.n_images / self.seconds if self.seconds > 0 else float("inf")
 
 
+def vignetting_fields(spec: PlateSpec) -> list[np.ndarray]:
+    """The illumination falloff of each channel (fixed by the optics, seeded).
+
+    Returns
+    -------
+    list of ndarray, shape (height, width), float
+    """
+    fields = []
+    for c in range(spec.channels):
+        vr = _rng(spec.seed, _VIGNETTE, c)
+        fields.append(
+            cellsim.vignetting_field(
+                spec.shape,
+                strength=float(vr.uniform(0.3, 0.45)),
+                centre=(float(vr.uniform(0.45, 0.55)), float(vr.uniform(0.45, 0.55))),
+            )
+        )
+    return fields
+
+
 def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng([int(k) for k in key])
 
@@ -620,16 +640,7 @@ def simulate_plate(
 
     if not spec.empty:
         renderer = cellsim.SiteRenderer(shape, cellsim.texture_tile(_rng(spec.seed, _TEXTURE)))
-        vignettes = []
-        for c in range(spec.channels):
-            vr = _rng(spec.seed, _VIGNETTE, c)
-            vignettes.append(
-                cellsim.vignetting_field(
-                    shape,
-                    strength=float(vr.uniform(0.3, 0.45)),
-                    centre=(float(vr.uniform(0.45, 0.55)), float(vr.uniform(0.45, 0.55))),
-                )
-            )
+        vignettes = vignetting_fields(spec)
         bank = cellsim.NoiseBank(spec.height * spec.width, [spec.seed, _BANK])
         frame = np.empty(shape, dtype=np.uint16)
         extra = np.empty(shape, dtype=np.float32) if spec.channels > 2 else None

@@ -92,8 +92,14 @@ def monitor_options(f: Callable) -> Callable:
     )(f)
 
 
-def step_program(step_cls: type[Step]) -> click.Group:
-    """Build the click program of a step."""
+def step_program(
+    step_cls: type[Step], extra_commands: tuple[click.Command, ...] = ()
+) -> click.Group:
+    """Build the click program of a step.
+
+    `extra_commands` are added beside the standard ones (e.g. illuminati's
+    ``export``); they find the experiment id in ``ctx.obj["experiment_id"]``.
+    """
 
     @click.group(
         name=step_cls.name,
@@ -195,4 +201,6 @@ def step_program(step_cls: type[Step]) -> click.Group:
             click.echo(f"{title}\n{'=' * len(title)}")
             click.echo(path.read_text() if path.exists() else "")
 
+    for command in extra_commands:
+        main.add_command(command)
     return main

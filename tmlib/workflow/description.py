@@ -53,6 +53,14 @@ STAGE_DEPENDENCIES: dict[str, set[str]] = {
     "image_analysis": {"image_conversion", "image_preprocessing"},
 }
 
+#: batch arguments of default descriptions that differ from the steps' own
+#: defaults: corilla runs before the pyramids, so clip the display window to its
+#: percentiles (the full 16-bit range shows most images nearly black)
+DEFAULT_BATCH_ARGS: dict[str, dict[str, dict[str, Any]]] = {
+    "canonical": {"illuminati": {"clip": True}},
+    "multiplexing": {"illuminati": {"clip": True, "align": True}},
+}
+
 STAGE_MODES = ("sequential", "parallel")
 FILENAME = "workflow_description.yaml"
 
@@ -143,8 +151,11 @@ class WorkflowDescription:
                 f"unknown workflow type {workflow_type!r}; choose one of "
                 f"{', '.join(WORKFLOW_TYPES)}"
             )
+        defaults = DEFAULT_BATCH_ARGS.get(workflow_type, {})
         stages = [
-            StageDescription(name, [StepDescription(s) for s in steps])
+            StageDescription(
+                name, [StepDescription(s, batch_args=dict(defaults.get(s, {}))) for s in steps]
+            )
             for name, steps in WORKFLOW_TYPES[workflow_type]
             if all(s in STEPS for s in steps)
         ]
