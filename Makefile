@@ -26,8 +26,13 @@ lint: install
 	$(BIN)/ruff format --check .
 
 bench: install
+	$(BIN)/pip install --quiet -e '.[dev,bench]'  # the peers measured beside us
 	$(BIN)/python benchmarks/hdf5_settings.py
 	$(BIN)/python benchmarks/register_files.py
+	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/conversion.py
+	$(BIN)/python benchmarks/corilla.py
+	$(BIN)/python benchmarks/pyramid.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache *.egg-info
