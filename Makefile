@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python benchmarks/conversion.py
 	$(BIN)/python benchmarks/corilla.py
 	$(BIN)/python benchmarks/pyramid.py
+	$(BIN)/python benchmarks/jterator.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache *.egg-info

@@ -314,7 +314,7 @@ def render_mosaic(eid: int, clip_value: int):
 
     import tmlib.models as tm_models
     from tmlib import pyramid
-    from tmlib.workflow.steps.illuminati import experiment_mosaic
+    from tmlib.mosaic import experiment_mosaic
 
     with tm_models.utils.ExperimentSession(eid) as session:
         layout = experiment_mosaic(session)

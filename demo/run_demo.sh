@@ -31,6 +31,7 @@ import sqlalchemy as sa, tmlib.models as tm
 with tm.utils.ExperimentSession($EXPERIMENT_ID) as s:
     print(s.scalars(sa.select(tm.Channel.name).order_by(tm.Channel.id)).first())")
 run illuminati "$EXPERIMENT_ID" export --channel "$CHANNEL" -o "$TMAPS_HOME/overview.png"
+run jterator "$EXPERIMENT_ID" export-features --objects Cells -o "$TMAPS_HOME/cells.csv"
 
 printf '\nWhat was produced:\n'
 python - "$EXPERIMENT_ID" <<'PY'
@@ -65,6 +66,13 @@ with tm.utils.ExperimentSession(experiment_id) as session:
                 f"{stats.closest_percentile(99.9):.0f}), pyramid of {len(tiles)} tiles, "
                 f"window {layer.min_intensity:.0f}-{layer.max_intensity:.0f}"
             )
+    for kind in session.scalars(sa.select(tm.MapobjectType).order_by(tm.MapobjectType.id)):
+        n = session.scalar(
+            sa.select(sa.func.count(tm.Mapobject.id)).where(
+                tm.Mapobject.mapobject_type_id == kind.id
+            )
+        )
+        print(f"  {n} {kind.name} objects with {len(kind.features)} features each")
     plane = session.scalars(sa.select(tm.ChannelImageFile).limit(1)).one()
     pixels = plane.get()
     print(
@@ -83,6 +91,6 @@ Look at the data from Python (see README.md, "Using the library"):
     >>> import tmlib.models as tm
     >>> with tm.utils.ExperimentSession($EXPERIMENT_ID) as s: ...
 The whole mosaic of channel $CHANNEL, as the viewer will show it: $TMAPS_HOME/overview.png
-The stages built so far: image_conversion, image_preprocessing, pyramid_creation.
-Image analysis (jterator) is added to this demo when it is built.
+Features of every cell (one row per cell): $TMAPS_HOME/cells.csv
+The pipeline that found them: $TMAPS_HOME/experiments/experiment_$EXPERIMENT_ID/workflow/jterator/pipeline.yaml
 EOT

@@ -222,7 +222,7 @@ def expected_base(
     (:func:`tmlib.alignment.shift_and_crop`) and placed in the aligned layout.
     """
     from tmlib.alignment import shift_and_crop
-    from tmlib.workflow.steps.illuminati import experiment_mosaic
+    from tmlib.mosaic import experiment_mosaic
 
     with tm.utils.ExperimentSession(experiment_id) as session:
         layout = experiment_mosaic(session, aligned=aligned)
@@ -264,3 +264,31 @@ def run_step(experiment_id: int, name: str, **args: object) -> int:
     if step.has_collect:
         step.collect()
     return n
+
+
+def simulated_site(shape: tuple[int, int] = (256, 256), seed: int = 0) -> dict[str, np.ndarray]:
+    """A real-looking site as the simulator draws it, with its ground truth.
+
+    Returns
+    -------
+    dict
+        ``dapi`` and ``stain``: uint16 images of the nuclear and the cytoplasmic
+        stain (vignetting, shot and read noise); ``nuclei`` and ``cells``:
+        int32 label images of the truth (cells contain their nucleus).
+    """
+    from tmlib.simulate import cells as cellsim
+
+    rng = np.random.default_rng(seed)
+    population = cellsim.place_cells(rng, shape)
+    rendering = cellsim.render_site(population, shape, cellsim.texture_tile(rng))
+    illumination = cellsim.vignetting_field(shape)
+    noise = cellsim.NoiseBank(shape[0] * shape[1], seed)
+    images = {
+        name: cellsim.expose(signal, illumination, noise.window(rng))
+        for name, signal in (("dapi", rendering.nuclei), ("stain", rendering.cytoplasm))
+    }
+    return {
+        **images,
+        "nuclei": rendering.nuclei_labels.astype(np.int32),
+        "cells": rendering.cell_labels.astype(np.int32),
+    }

@@ -159,7 +159,7 @@ def test_whole_hierarchy_round_trips(tmaps, exp_id: int) -> None:
                 tm.FeatureValues(
                     mapobject_id=mapobject.id,
                     partition_key=site.id,
-                    values={str(feature.id): 123.5, "999": -0.125},
+                    values=np.array([123.5, -0.125]),
                 ),
             ]
         )
@@ -248,7 +248,7 @@ def test_whole_hierarchy_round_trips(tmaps, exp_id: int) -> None:
         assert (empty.geom_centroid.x, empty.geom_centroid.y) == (1.0, -1.0)
 
         values = session.get(tm.FeatureValues, (ids["mapobject"], 0))
-        assert values.values == {str(ids["feature"]): 123.5, "999": -0.125}
+        np.testing.assert_array_equal(values.values, [123.5, -0.125])
         assert values.partition_key == ids["site"]
 
 
@@ -267,17 +267,17 @@ def test_feature_values_keep_nan_and_infinity(tmaps, exp_id: int) -> None:
             tm.FeatureValues(
                 mapobject_id=mapobject.id,
                 partition_key=ids["site"],
-                values={"1": float("nan"), "2": float("inf"), "3": -float("inf"), "4": 1.5},
+                values=np.array([float("nan"), float("inf"), -float("inf"), 1.5]),
             )
         )
         mapobject_id = mapobject.id
     with tm.utils.ExperimentSession(exp_id) as session:
         values = session.get(tm.FeatureValues, (mapobject_id, 0)).values
-    assert math.isnan(values["1"])
-    assert values["2"] == float("inf")
-    assert values["3"] == -float("inf")
-    assert values["4"] == 1.5
-    assert set(values) == {"1", "2", "3", "4"}
+    assert values.dtype == np.float64 and values.shape == (4,)
+    assert math.isnan(values[0])
+    assert values[1] == float("inf")
+    assert values[2] == -float("inf")
+    assert values[3] == 1.5
 
 
 def test_tool_results_are_polymorphic(tmaps, exp_id: int) -> None:

@@ -36,7 +36,7 @@ from tmlib.workflow.jobs.job import read_exit_file
 #: (step, kind of each job) in the order the canonical image_conversion stage runs them
 STEPS = ("metaextract", "metaconfig", "imextract")
 #: every step of the default canonical description so far
-WORKFLOW_STEPS = (*STEPS, "corilla", "illuminati")
+WORKFLOW_STEPS = (*STEPS, "corilla", "illuminati", "jterator")
 JOB_TYPES = {"InitJob", "RunJob", "CollectJob"}
 SQLITE_ONLY = pytest.mark.parametrize("tmaps", ["sqlite"], indirect=True)
 
@@ -231,7 +231,7 @@ def test_submit_runs_everything_and_status_shows_it(plate: Plate, tmaps) -> None
     tree = status_json(plate)
     assert tree["name"] == "workflow" and tree["type"] == "Workflow"
     assert [s["name"] for s in tree["subtasks"]] == [
-        "image_conversion", "image_preprocessing", "pyramid_creation"
+        "image_conversion", "image_preprocessing", "pyramid_creation", "image_analysis"
     ]  # fmt: skip
     assert [s["name"] for s in tree["subtasks"][0]["subtasks"]] == list(STEPS)
     assert_all_succeeded(tree)
@@ -257,6 +257,10 @@ def test_submit_runs_everything_and_status_shows_it(plate: Plate, tmaps) -> None
         "illuminati_run_0000003",
         "illuminati_run_0000004",
         "illuminati_collect_0000001",
+        # the default pipeline on all four sites in one job
+        "jterator_init_0000001",
+        "jterator_run_0000001",
+        "jterator_collect_0000001",
     }
     assert tree["total"] == len(leaves)
     for job in leaves.values():  # memory: above the preloaded interpreter's, may be ~0
@@ -267,7 +271,7 @@ def test_submit_runs_everything_and_status_shows_it(plate: Plate, tmaps) -> None
         assert all(r["exitcode"] == 0 for _, r in records.values())
 
     text = ok(cli("tm_workflow", plate.experiment_id, "status")).stdout
-    assert "TERMINATED" in text and "illuminati" in text and "18/18" in text
+    assert "TERMINATED" in text and "illuminati" in text and "21/21" in text
 
     assert_planes_match_tiffs(plate)
 
@@ -361,7 +365,11 @@ def test_sigkilled_submit_resumes_without_redoing_finished_jobs(tmaps, tmp_path:
     logs = {}
     for step in WORKFLOW_STEPS:
         logs.update(exit_records(plate.log_dir(step)))
-    kept = finished | started
+    # a job the engine marked SUBMITTED but was killed before starting has no
+    # log: resume must run it like an unstarted one
+    never_started = {n for n in started if n not in logs}
+    unfinished |= never_started
+    kept = finished | (started - never_started)
     for name in kept:
         assert logs[name][1] is not None and logs[name][1]["exitcode"] == 0, name
 

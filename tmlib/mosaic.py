@@ -9,8 +9,8 @@ The mosaic is the whole experiment as one image at full resolution:
   column by column in plate-id order, separated by the plate spacer; all
   plates take the size of the largest.
 
-Everything here is pure arithmetic over plain values; :mod:`tmlib.workflow.steps.illuminati`
-reads the values from the database.
+Everything here but :func:`experiment_mosaic` (which reads the values from
+the database) is pure arithmetic over plain values.
 """
 
 from __future__ import annotations
@@ -18,6 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+import tmlib.models as tm
+from tmlib.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -222,3 +228,34 @@ def pyramid_levels(height: int, width: int, tile_size: int = 256) -> list[tuple[
 def tile_grid(height: int, width: int, tile_size: int = 256) -> tuple[int, int]:
     """Number of tile (rows, columns) covering an image of that size."""
     return -(-height // tile_size), -(-width // tile_size)
+
+
+def experiment_mosaic(session: Session, aligned: bool = False) -> Mosaic:
+    """The mosaic layout of the experiment in `session` (aligned sites if `aligned`)."""
+    experiment = session.scalars(sa.select(tm.Experiment)).one()
+    plates = []
+    site_size = None
+    for plate in session.scalars(sa.select(tm.Plate).order_by(tm.Plate.id)):
+        wells = []
+        for well in sorted(plate.wells, key=lambda w: w.id):
+            site_specs = []
+            for s in sorted(well.sites, key=lambda s: s.id):
+                site_size = site_size or (s.height, s.width)
+                residues = (
+                    (s.top_residue, s.bottom_residue, s.left_residue, s.right_residue)
+                    if aligned
+                    else (0, 0, 0, 0)
+                )
+                site_specs.append(SiteSpec(s.id, s.y, s.x, *residues))
+            wells.append(WellSpec(well.id, well.y, well.x, site_specs))
+        plates.append(PlateSpec(plate.id, wells))
+    if site_size is None:
+        raise InvalidInputError("the experiment has no sites; run the image_conversion stage")
+    return layout(
+        plates,
+        *site_size,
+        well_spacer=experiment.well_spacer_size,
+        plate_spacer=experiment.plate_spacer_size,
+        vertical_displacement=experiment.vertical_site_displacement,
+        horizontal_displacement=experiment.horizontal_site_displacement,
+    )

@@ -13,6 +13,7 @@ import datetime as dt
 import math
 from typing import Any
 
+import numpy as np
 import shapely
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, LargeBinary, func
 from sqlalchemy.dialects.postgresql import JSONB
@@ -79,6 +80,29 @@ class FloatMap(TypeDecorator):
         if value is None:
             return None
         return {k: _NON_FINITE.get(v, v) if isinstance(v, str) else v for k, v in value.items()}
+
+
+class FloatArray(TypeDecorator):
+    """A 1D float64 numpy array stored as its raw bytes (BYTEA / BLOB).
+
+    Feature values use it: a row per object holds its values in the order of
+    its type's features, 8 bytes each, with NaN and infinities as they are.
+    That is about 3x smaller and many times faster to write and read than a
+    JSON or HSTORE map of names to decimal strings.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return np.ascontiguousarray(value, dtype="<f8").tobytes()
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return np.frombuffer(value, dtype="<f8")
 
 
 def _utcnow() -> dt.datetime:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from tmlib.models.base import BigIdType, ExperimentModel, FloatMap, Geometry
+from tmlib.models.base import BigIdType, ExperimentModel, FloatArray, Geometry
 
 REF_TYPES = ("Plate", "Well", "Site")
 
@@ -96,7 +97,12 @@ class Feature(ExperimentModel):
 
 
 class FeatureValues(ExperimentModel):
-    """All feature values of an object at one time point: ``{feature_id: value}``."""
+    """All feature values of an object at one time point.
+
+    ``values`` is a float64 array in the order of the object type's features
+    sorted by :attr:`Feature.id` (all objects of a type have the same features:
+    one pipeline measures them, and re-running it replaces the objects).
+    """
 
     __tablename__ = "feature_values"
     __table_args__ = (Index("ix_feature_values_partition_key", "partition_key"),)
@@ -106,4 +112,4 @@ class FeatureValues(ExperimentModel):
     )
     tpoint: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
     partition_key: Mapped[int] = mapped_column(Integer)
-    values: Mapped[dict[str, float]] = mapped_column(FloatMap)
+    values: Mapped[np.ndarray] = mapped_column(FloatArray)

@@ -5,6 +5,14 @@ its command line (``python -m tmlib.workflow.steps.<name>`` or the console
 script ``<name>``).
 """
 
-from tmlib.workflow.steps import align, corilla, illuminati, imextract, metaconfig, metaextract
+from tmlib.workflow.steps import (
+    align,
+    corilla,
+    illuminati,
+    imextract,
+    jterator,
+    metaconfig,
+    metaextract,
+)
 
-__all__ = ["align", "corilla", "illuminati", "imextract", "metaconfig", "metaextract"]
+__all__ = ["align", "corilla", "illuminati", "imextract", "jterator", "metaconfig", "metaextract"]

@@ -37,7 +37,7 @@ from tmlib.alignment import shift_and_crop
 from tmlib.cli.base import handle_errors
 from tmlib.errors import InvalidInputError, NotFoundError
 from tmlib.illumination import Correction
-from tmlib.mosaic import Box, Mosaic
+from tmlib.mosaic import Box, Mosaic, experiment_mosaic
 from tmlib.tiles import TileReader, TileWriter
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
@@ -344,37 +344,6 @@ def _shifts(session: Session) -> dict[tuple[int, int], tuple[int, int]]:
 def _correction(session: Session, channel_id: int) -> Correction:
     stats_file = session.get(tm.Channel, channel_id).illumstats_file
     return Correction.from_stats(stats_file.get().smoothed())
-
-
-def experiment_mosaic(session: Session, aligned: bool = False) -> Mosaic:
-    """The mosaic layout of the experiment in `session` (aligned sites if `aligned`)."""
-    experiment = session.scalars(sa.select(tm.Experiment)).one()
-    plates = []
-    site_size = None
-    for plate in session.scalars(sa.select(tm.Plate).order_by(tm.Plate.id)):
-        wells = []
-        for well in sorted(plate.wells, key=lambda w: w.id):
-            site_specs = []
-            for s in sorted(well.sites, key=lambda s: s.id):
-                site_size = site_size or (s.height, s.width)
-                residues = (
-                    (s.top_residue, s.bottom_residue, s.left_residue, s.right_residue)
-                    if aligned
-                    else (0, 0, 0, 0)
-                )
-                site_specs.append(mosaics.SiteSpec(s.id, s.y, s.x, *residues))
-            wells.append(mosaics.WellSpec(well.id, well.y, well.x, site_specs))
-        plates.append(mosaics.PlateSpec(plate.id, wells))
-    if site_size is None:
-        raise InvalidInputError("the experiment has no sites; run the image_conversion stage")
-    return mosaics.layout(
-        plates,
-        *site_size,
-        well_spacer=experiment.well_spacer_size,
-        plate_spacer=experiment.plate_spacer_size,
-        vertical_displacement=experiment.vertical_site_displacement,
-        horizontal_displacement=experiment.horizontal_site_displacement,
-    )
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:
