@@ -68,3 +68,38 @@ def registered_plate(
     tm(["tm_add", "acquisition", "-e", eid, "-p", "p", "-a", "a"])
     tm(["tm_add", "files", "-e", eid, "-p", "p", "-a", "a", "-s", str(plate)])
     return eid
+
+
+def job_times(eid: int) -> dict:
+    """Wall and CPU seconds of the init, run and collect jobs of the last workflow
+    submission, and when the first job started and the last one ended (UTC, as the
+    engine records them)."""
+    import datetime as dt
+    from collections import defaultdict
+
+    from tmlib.workflow import manager
+
+    jobs: dict[str, list[dict]] = defaultdict(list)
+
+    def walk(node: dict) -> None:
+        if not node["subtasks"]:
+            jobs[node["type"]].append(node)
+        for child in node["subtasks"]:
+            walk(child)
+
+    walk(manager.status(eid))
+    runs = jobs["RunJob"]
+    every = jobs["InitJob"] + runs + jobs["CollectJob"]
+    ends = [dt.datetime.fromisoformat(j["updated_at"]).replace(tzinfo=dt.UTC) for j in every]
+    return {
+        "jobs": len(runs),
+        "init": sum(j["time"] for j in jobs["InitJob"]),
+        "run_jobs_sum": sum(j["time"] for j in runs),
+        "run_job_max": max(j["time"] for j in runs),
+        "collect": sum(j["time"] for j in jobs["CollectJob"]),
+        "run_jobs_cpu": sum(j["cpu_time"] for j in runs),
+        "collect_cpu": sum(j["cpu_time"] for j in jobs["CollectJob"]),
+        "init_cpu": sum(j["cpu_time"] for j in jobs["InitJob"]),
+        "first_start": min(e.timestamp() - j["time"] for e, j in zip(ends, every, strict=True)),
+        "last_end": max(e.timestamp() for e in ends),
+    }

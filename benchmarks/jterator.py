@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DEFAULT_PG_URL, registered_plate, scratch_pg_database, tm
+from common import DEFAULT_PG_URL, job_times, registered_plate, scratch_pg_database, tm
 
 GOAL_S_PER_SITE_PER_CORE = 4.0
 CELLPROFILER_S_PER_SITE = 20.5  # reference/anchors.md, measured on a machine like this one
@@ -58,14 +58,17 @@ def set_up(tmp: Path, args: argparse.Namespace) -> int:
     return int(eid)
 
 
-def end_to_end(eid: int, runs: int) -> list[float]:
+def end_to_end(eid: int, runs: int) -> tuple[list[float], dict]:
+    """Wall seconds of each run, and the jobs' times of the last one."""
     seconds = []
     for run in range(runs):
         start = time.perf_counter()
         tm(["tm_workflow", str(eid), "resubmit", "--stage", "image_analysis", "-i", "60"])
         seconds.append(time.perf_counter() - start)
         log(f"  run {run + 1}: {seconds[-1]:.2f} s")
-    return seconds
+    jobs = job_times(eid)
+    jobs.pop("first_start"), jobs.pop("last_end")
+    return seconds, {k: round(v, 2) for k, v in jobs.items()}
 
 
 def split_one_core(eid: int) -> dict:
@@ -158,7 +161,7 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=4)
     parser.add_argument("--size", default="2160x2560")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=4, help="sites per run job")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tm-jterator-") as tmp:
         tmp_path = Path(tmp)
@@ -166,7 +169,7 @@ def main() -> None:
         eid = set_up(tmp_path, args)
         n_sites = args.wells * args.sites
         log("end to end: tm_workflow resubmit --stage image_analysis")
-        runs = end_to_end(eid, args.runs)
+        runs, jobs = end_to_end(eid, args.runs)
         median = statistics.median(runs)
         log("one core, by part ...")
         split = split_one_core(eid)
@@ -187,7 +190,8 @@ def main() -> None:
         "sites": n_sites,
         "site_shape": [int(v) for v in args.size.split("x")],
         "end_to_end": {"runs": [round(r, 2) for r in runs], "seconds_median": round(median, 2),
-                       "s_per_site_per_core": round(per_site_per_core, 2)},
+                       "s_per_site_per_core": round(per_site_per_core, 2),
+                       "jobs_of_last_run": jobs},
         "one_core": split,
         "saving": {"sqlite": sqlite, "postgresql": postgresql},
         "goal_s_per_site_per_core": GOAL_S_PER_SITE_PER_CORE,

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
 import resource
@@ -45,7 +44,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from common import registered_plate, tm
+from common import job_times, registered_plate, tm
 
 GOAL_MPX_PER_S_PER_CORE = 60.0
 CORES = os.cpu_count() or 1
@@ -97,37 +96,6 @@ def experiment_facts(eid: int) -> dict:
 
 
 # ------------------------------------------------------------------------ ours
-
-
-def job_times(eid: int) -> dict:
-    """Wall and CPU seconds of the run jobs and the collect job of the last submit, and when
-    the first job started and the last one ended (UTC, as the engine records it)."""
-    from tmlib.workflow import manager
-
-    jobs: dict[str, list[dict]] = defaultdict(list)
-
-    def walk(node: dict) -> None:
-        if not node["subtasks"]:
-            jobs[node["type"]].append(node)
-        for child in node["subtasks"]:
-            walk(child)
-
-    walk(manager.status(eid))
-    runs = jobs["RunJob"]
-    every = jobs["InitJob"] + runs + jobs["CollectJob"]
-    ends = [dt.datetime.fromisoformat(j["updated_at"]).replace(tzinfo=dt.UTC) for j in every]
-    return {
-        "jobs": len(runs),
-        "init": sum(j["time"] for j in jobs["InitJob"]),
-        "run_jobs_sum": sum(j["time"] for j in runs),
-        "run_job_max": max(j["time"] for j in runs),
-        "collect": sum(j["time"] for j in jobs["CollectJob"]),
-        "run_jobs_cpu": sum(j["cpu_time"] for j in runs),
-        "collect_cpu": sum(j["cpu_time"] for j in jobs["CollectJob"]),
-        "init_cpu": sum(j["cpu_time"] for j in jobs["InitJob"]),
-        "first_start": min(e.timestamp() - j["time"] for e, j in zip(ends, every, strict=True)),
-        "last_end": max(e.timestamp() for e in ends),
-    }
 
 
 def children_cpu() -> float:

@@ -38,23 +38,28 @@ def label_outlines(
     centroids : list of shapely.Point
     """
     labels = np.asarray(labels)
-    ids = np.unique(labels)
+    if labels.size and labels.min() < 0:
+        raise ValueError("a label image must not have negative labels")
+    ids = np.flatnonzero(np.bincount(labels.ravel()))
     ids = ids[ids > 0].astype(np.int64)
     if ids.size == 0:
         return ids, [], []
-    centres = ndimage.center_of_mass(np.ones(labels.shape, np.uint8), labels, ids)
     row0, col0 = offset
-    centroids = [shapely.Point(col0 + c, -(row0 + r)) for r, c in centres]
-    if not polygons:
-        return ids, [None] * len(ids), centroids
     boxes = ndimage.find_objects(labels.astype(np.int32, copy=False), max_label=int(ids[-1]))
-    outlines = []
-    for label, centroid in zip(ids, centroids, strict=True):
+    outlines, centroids = [], []
+    for label in ids:  # each object on its bounding box: cheap however large the image
         rows, columns = boxes[label - 1]
-        mask = np.ascontiguousarray(labels[rows, columns] == label, dtype=np.uint8)
-        outlines.append(
-            _polygon(mask, row0 + rows.start, col0 + columns.start) or _square(centroid)
-        )
+        mask = labels[rows, columns] == label
+        r, c = np.nonzero(mask)
+        centroid = shapely.Point(col0 + columns.start + c.mean(), -(row0 + rows.start + r.mean()))
+        centroids.append(centroid)
+        if polygons:
+            crop = np.ascontiguousarray(mask, dtype=np.uint8)
+            outlines.append(
+                _polygon(crop, row0 + rows.start, col0 + columns.start) or _square(centroid)
+            )
+        else:
+            outlines.append(None)
     return ids, outlines, centroids
 
 
