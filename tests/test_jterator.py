@@ -219,3 +219,20 @@ def test_tiny_objects_and_holes():
     assert isinstance(polygons[1], shapely.Polygon)
     ids, polygons, centroids = label_outlines(labels, polygons=False)
     assert polygons == [None, None] and len(centroids) == 2
+
+
+def test_modules_are_found_in_user_directories(tmp_path, monkeypatch):
+    modules = tmp_path / "my_modules"
+    modules.mkdir()
+    (modules / "segment.py").write_text(textwrap.dedent(SEGMENT))
+    location = write_project(tmp_path / "project")
+    (location / "segment.py").unlink()
+    text = (location / "pipeline.yaml").read_text().replace("./segment.py", "segment.py")
+    (location / "pipeline.yaml").write_text(text)
+    with pytest.raises(PipelineError, match="no module 'segment.py' in jtmodules or in "):
+        Project.load(location).check(["DAPI"])
+    monkeypatch.setenv("TMAPS_JTMODULES_PATH", f"/nonexistent:{modules}")
+    project = Project.load(location)
+    project.check(["DAPI"])
+    result = run_pipeline(project, {"DAPI": simulated_site(shape=(64, 64))["dapi"]})
+    assert "Nuclei" in result.objects
