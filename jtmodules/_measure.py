@@ -67,6 +67,20 @@ def check_labels(image, name: str) -> np.ndarray:
     return image
 
 
+def check_objects(extract_objects, assign_objects) -> tuple[np.ndarray, np.ndarray]:
+    """The extract and assign label images of a measurement module, checked.
+
+    Raises
+    ------
+    ValueError
+        When either is no label image or their shapes differ.
+    """
+    extract = check_labels(extract_objects, "extract_objects")
+    target = check_labels(assign_objects, "assign_objects")
+    check_shape(target, "assign_objects", extract.shape)
+    return extract, target
+
+
 def check_intensity(image, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """`image` as an array after checking it is an unsigned integer image of `shape`."""
     image = np.asarray(image)

@@ -186,9 +186,7 @@ def main(extract_objects, assign_objects, aggregate=False, measure_zernike=False
         For bad inputs, or without `aggregate` when an assign object holds more
         than one extract object.
     """
-    extract = _measure.check_labels(extract_objects, "extract_objects")
-    target = _measure.check_labels(assign_objects, "assign_objects")
-    _measure.check_shape(target, "assign_objects", extract.shape)
+    extract, target = _measure.check_objects(extract_objects, assign_objects)
     aggregate = _measure.check_flag(aggregate, "aggregate")
     zernike = _measure.check_flag(measure_zernike, "measure_zernike")
     objects = _measure.Objects.of(extract)

@@ -125,9 +125,7 @@ def main(
         For bad inputs, or without `aggregate` when an assign object holds more
         than one extract object.
     """
-    extract = _measure.check_labels(extract_objects, "extract_objects")
-    target = _measure.check_labels(assign_objects, "assign_objects")
-    _measure.check_shape(target, "assign_objects", extract.shape)
+    extract, target = _measure.check_objects(extract_objects, assign_objects)
     image = _measure.check_intensity(intensity_image, "intensity_image", extract.shape)
     aggregate = _measure.check_flag(aggregate, "aggregate")
     pixel_size = _measure.check_number(pixel_size, "pixel_size", strict=True)

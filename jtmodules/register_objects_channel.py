@@ -13,6 +13,8 @@ import collections
 
 import numpy as np
 
+from jtmodules import _shapes
+
 VERSION = "0.1.0"
 
 Output = collections.namedtuple("Output", ["objects"])
@@ -41,16 +43,8 @@ def main(mask, plot=False):
         If `mask` is not a 2D integer array or has values outside 0 to
         2**31 - 1.
     """
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be a 2D array, got {mask.ndim} dimensions")
-    if mask.dtype == np.bool_ or not np.issubdtype(mask.dtype, np.integer):
+    if np.asarray(mask).dtype == np.bool_:
         raise ValueError(
-            f"mask must be a label image stored as integers (uint8 or uint16), got {mask.dtype}"
+            "mask must be a label image stored as integers (uint8 or uint16), got bool"
         )
-    if mask.size and (mask.min() < 0 or mask.max() > np.iinfo(np.int32).max):
-        raise ValueError(
-            f"mask must have labels from 0 to {np.iinfo(np.int32).max}, "
-            f"got {mask.min()} to {mask.max()}"
-        )
-    return Output(mask.astype(np.int32))
+    return Output(_shapes.label_image(mask, "mask").astype(np.int32))

@@ -13,6 +13,8 @@ import collections
 
 import numpy as np
 
+from jtmodules import _shapes
+
 VERSION = "0.1.0"
 
 Output = collections.namedtuple("Output", ["label_image"])
@@ -41,17 +43,8 @@ def main(input_image, plot=False):
         If `input_image` is not a 2D integer array or has values outside 0 to
         2**31 - 1.
     """
-    image = np.asarray(input_image)
-    if image.ndim != 2:
-        raise ValueError(f"input_image must be a 2D array, got {image.ndim} dimensions")
-    if image.dtype == np.bool_ or not np.issubdtype(image.dtype, np.integer):
+    if np.asarray(input_image).dtype == np.bool_:
         raise ValueError(
-            f"input_image must be a label image stored as integers (uint8 or uint16), "
-            f"got {image.dtype}"
+            "input_image must be a label image stored as integers (uint8 or uint16), got bool"
         )
-    if image.size and (image.min() < 0 or image.max() > np.iinfo(np.int32).max):
-        raise ValueError(
-            f"input_image must have labels from 0 to {np.iinfo(np.int32).max}, "
-            f"got {image.min()} to {image.max()}"
-        )
-    return Output(image.astype(np.int32))
+    return Output(_shapes.label_image(input_image, "input_image").astype(np.int32))
