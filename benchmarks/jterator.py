@@ -8,14 +8,23 @@
 3. Saving alone: objects with outlines and 100 features each into SQLite and
    PostgreSQL (a scratch database), objects + feature values per second.
 
-Goal: <= 4 s per site per core. CellProfiler needed about 20.5 s per site for
-a comparable pipeline on this kind of machine (reference/anchors.md; it does
-not install on Python 3.11 without hand-picked nightly builds, so it is not
-run here).
+4. The peer, CellProfiler 5 (nightly build 5.0.0.dev784, headless, one
+   process pinned to one core), on the same simulated plate's TIFFs with a
+   comparable pipeline (``benchmarks/peers/cellprofiler_pipeline.cppipe``:
+   primary, secondary and tertiary objects, intensity, size and shape,
+   texture, CSV export): seconds per site (image set) on one core, objects
+   per site, and ``ratio_vs_cellprofiler`` = its s/site/core / ours. It runs
+   from a virtual environment of its own, created on first use under
+   ``~/.cache/tissuemaps-bench/cellprofiler`` (see benchmarks/peers/cellprofiler.py);
+   if that cannot be installed, the result says why under ``"cellprofiler"``.
+
+Goal: <= 4 s per site per core. The anchor figure for CellProfiler, 20.5 s per
+site on this kind of machine (reference/anchors.md), is reported beside the
+measured one.
 
 Usage::
 
-    python benchmarks/jterator.py [--wells 2] [--sites 4] [--runs 3]
+    python benchmarks/jterator.py [--wells 2] [--sites 4] [--runs 3] [--no-peer]
 
 The last line of the output is one JSON object.
 """
@@ -155,6 +164,28 @@ def save_rate(db_url: str, n_sites: int = 10, n_objects: int = 1000, n_features:
     }
 
 
+def cellprofiler(plate: Path, workdir: Path) -> dict:
+    """CellProfiler on the plate's TIFFs, one core; ``{"skipped": why}`` if it cannot run."""
+    from peers import cellprofiler as peer
+
+    n_tiffs = len(list(plate.glob("*.tif")))
+    if n_tiffs == 0:
+        return {"skipped": f"no TIFFs left in {plate}"}
+    try:
+        result = peer.run(plate, workdir / "cellprofiler-out", python=peer.ensure_installed())
+    except peer.PeerError as err:
+        return {"skipped": str(err)}
+    return {
+        "peer": f"CellProfiler {result['version']}",
+        "s_per_site_1core": result["s_per_image_set"],
+        "sites": result["image_sets"],
+        "wall_s": result["wall_s"],
+        "wall_s_per_site": result["wall_s_per_image_set"],
+        "objects_per_site": result["objects_per_image_set"],
+        "s_per_site_by_module": {k: v for k, v in result["module_s_per_image_set"].items() if v},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wells", type=int, default=2)
@@ -162,6 +193,7 @@ def main() -> None:
     parser.add_argument("--size", default="2160x2560")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4, help="sites per run job")
+    parser.add_argument("--no-peer", action="store_true", help="do not run CellProfiler")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tm-jterator-") as tmp:
         tmp_path = Path(tmp)
@@ -183,7 +215,13 @@ def main() -> None:
                 postgresql = save_rate(url)
         except Exception as err:  # no server: say so in the result
             postgresql = {"skipped": f"{type(err).__name__}: {err}"[:200]}
+        if args.no_peer:
+            peer = {"skipped": "--no-peer"}
+        else:
+            log("peer: CellProfiler on the same TIFFs, one core ...")
+            peer = cellprofiler(tmp_path / "plate", tmp_path)
     per_site_per_core = median * CORES / n_sites
+    peer_s = peer.get("s_per_site_1core")
     print(json.dumps({
         "benchmark": "jterator",
         "cores": CORES,
@@ -195,6 +233,8 @@ def main() -> None:
         "one_core": split,
         "saving": {"sqlite": sqlite, "postgresql": postgresql},
         "goal_s_per_site_per_core": GOAL_S_PER_SITE_PER_CORE,
+        "cellprofiler": peer,
+        "ratio_vs_cellprofiler": round(peer_s / per_site_per_core, 1) if peer_s else None,
         "cellprofiler_s_per_site_anchor": CELLPROFILER_S_PER_SITE,
         "ratio_vs_cellprofiler_anchor": round(CELLPROFILER_S_PER_SITE / per_site_per_core, 1),
         "meets_goal": per_site_per_core <= GOAL_S_PER_SITE_PER_CORE,

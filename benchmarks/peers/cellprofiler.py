@@ -4,30 +4,44 @@
 This script is the peer half of ``benchmarks/jterator.py``. It needs only the
 standard library where it is started; CellProfiler itself lives in a virtual
 environment of its own, ``~/.cache/tissuemaps-bench/cellprofiler`` (under
-``$XDG_CACHE_HOME`` when set), created on first use. It is never a
-dependency of tmlib.
+``$XDG_CACHE_HOME`` when set), created on first use (about a minute with a
+warm package index). It is never a dependency of tmlib.
 
 Install recipe (shared/reference/anchors.md, section 2.1): ``pip install
-cellprofiler`` does not install on Python 3.11, the 5.0 nightly builds do, when
-the four packages are installed with ``--no-deps`` and their dependencies are
-installed by hand without ``wxPython`` (GUI only, no Linux wheels) and
-``mysqlclient`` (ExportToDatabase/MySQL only, needs ``mysql_config``).
+cellprofiler`` does not install on Python 3.11; the 5.0 nightly builds do, when
+the four packages are installed with ``--no-deps`` and their dependencies by
+hand, without ``wxPython`` (GUI only, no Linux wheels on PyPI) and
+``mysqlclient`` (ExportToDatabase to MySQL only; its sdist needs ``mysql_config``).
 
 Headless run (same section)::
 
     cellprofiler -c -r -p PIPELINE -i INPUT_DIR -o OUTPUT_DIR -e imageio_reader
 
 ``-e imageio_reader`` keeps the Bio-Formats reader, which resolves Maven
-artifacts over the network at run time, out of the run.
+artifacts over the network at run time, out of the run. The TIFFs are read
+where they are (``-i`` is the simulator's plate folder); nothing is copied.
 
-The pipeline is ``cellprofiler_pipeline.cppipe`` beside this file, made with
-CellProfiler's own Python API by ``make-pipeline`` (see :func:`make_pipeline`):
-Metadata (well and site from the file name) and NamesAndTypes (``...C01.tif`` =
-DNA, ``...C02.tif`` = Stain, matched by well and site), IdentifyPrimaryObjects
-(Otsu) -> Nuclei, IdentifySecondaryObjects (propagation over Stain) -> Cells,
-IdentifyTertiaryObjects -> Cytoplasm, MeasureObjectIntensity (DNA and Stain of
-Cells), MeasureObjectSizeShape (Cells, Nuclei), MeasureTexture (Stain of
-Cells), ExportToSpreadsheet (per-image and per-object CSV files).
+The pipeline is ``cellprofiler_pipeline.cppipe`` beside this file. It was
+written from the settings that CellProfiler's own API dumps for these modules
+(``Pipeline.dump`` of default instances; loading it with ``Pipeline.load`` and
+dumping it again gives the same file), with the settings of our default
+jterator pipeline where there is a counterpart:
+
+* Images (every image of ``-i``), Metadata (well and site from the CellVoyager
+  file name ``Sim_A01_T0001F001L01A01Z01C01.tif``), NamesAndTypes
+  (``...C01.tif`` = DNA, the nuclear stain; ``...C02.tif`` = Stain, the
+  cytoplasmic stain; one image set per well and site, matched by metadata);
+* IdentifyPrimaryObjects -> Nuclei: global Otsu threshold of the smoothed DNA
+  image lowered by a fifth (correction factor 0.8, as ours), holes filled, no
+  declumping, no size or border filter (ours has none of these);
+* IdentifySecondaryObjects -> Cells: propagation from Nuclei over Stain,
+  global Otsu threshold;
+* IdentifyTertiaryObjects -> Cytoplasm (Cells minus Nuclei);
+* MeasureObjectIntensity (DNA and Stain, Cells), MeasureObjectSizeShape (Cells
+  and Nuclei, no Zernike moments, as ours), MeasureTexture (Stain, Cells,
+  scale 3, 256 grey levels, objects only);
+* ExportToSpreadsheet: per-image and per-object CSV files into ``-o`` (ours
+  saves objects and features too), also the source of the object counts.
 
 One worker: headless ``-c -r`` analyses the image sets one after another in one
 process; the process is pinned to one CPU and the BLAS/OpenMP pools get one
@@ -37,15 +51,16 @@ Usage::
 
     python cellprofiler.py install                       # create the venv (idempotent)
     python cellprofiler.py run INPUT_DIR OUTPUT_DIR      # last stdout line: JSON
-    ~/.cache/tissuemaps-bench/cellprofiler/bin/python cellprofiler.py make-pipeline [OUT]
 
 ``run`` prints one JSON object: ``peer``, ``version``, ``image_sets``,
-``wall_s`` (the whole command, including CellProfiler's start),
-``modules_s`` (the modules' wall times that CellProfiler logs, summed over all
-image sets), ``s_per_image_set`` (= ``modules_s`` / image sets: the analysis
-without the process start, the figure of the anchor), ``wall_s_per_image_set``,
-``module_s_per_image_set`` and ``objects_per_image_set`` (Nuclei, Cells,
-Cytoplasm, from the exported per-image table).
+``wall_s`` (the whole command: CellProfiler's start, the image sets, the CSV
+export at the end), ``modules_s`` (the modules' wall times that CellProfiler
+logs for each image set, summed), ``s_per_image_set`` (= ``modules_s`` / image
+sets: the analysis without the start and the final export, as the anchor
+figure), ``wall_s_per_image_set``, ``module_s_per_image_set`` and
+``objects_per_image_set`` (Nuclei, Cells, Cytoplasm, from ``Image.csv``).
+CellProfiler's log is kept as ``OUTPUT_DIR/cellprofiler.log``. On failure the
+JSON is ``{"peer": "CellProfiler", "error": ...}`` and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -133,8 +148,8 @@ def _one_line(proc: subprocess.CompletedProcess) -> str:
 
 def _pip(python: Path, args: list[str], what: str) -> None:
     log(f"pip install {what} ...")
-    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *args],
-                          capture_output=True, text=True)  # fmt: skip
+    command = [str(python), "-m", "pip", "install", "-q", "--no-cache-dir", *args]
+    proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
         raise PeerError(f"pip install {what} failed: {_one_line(proc)}")
 
@@ -188,24 +203,32 @@ def run(
     output_dir: str | os.PathLike[str],
     pipeline: Path = PIPELINE,
     python: Path | None = None,
-    cpu: int | None = 0,
+    cpu: int | None = -1,
 ) -> dict[str, Any]:
-    """Analyse every image set in `input_dir` headless, one worker; timings and counts.
+    """Analyse every image set in `input_dir` headless with one worker; timings and counts.
 
-    `cpu`: the CPU to pin CellProfiler to (None: no pinning).
+    `cpu`: the CPU to pin CellProfiler to; -1 (default): the first one this
+    process may use; None: no pinning (the thread pools still get one thread).
     """
     python = python or ensure_installed()
     cellprofiler = python.parent / "cellprofiler"
     inp, out = Path(input_dir).resolve(), Path(output_dir).resolve()
+    if not inp.is_dir():
+        raise PeerError(f"{inp} is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, **dict.fromkeys(THREAD_ENV, "1"), MPLBACKEND="Agg")
+    # matplotlib's cache goes into the venv, not the home folder
+    env = dict(os.environ, **dict.fromkeys(THREAD_ENV, "1"), MPLBACKEND="Agg",
+               MPLCONFIGDIR=str(python.parent.parent / "mplconfig"))  # fmt: skip
     env.pop("PYTHONPATH", None)
     command = [str(cellprofiler), "-c", "-r", "-p", str(pipeline), "-i", str(inp), "-o", str(out),
                "-e", "imageio_reader", "-L", "INFO"]  # fmt: skip
-    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    if cpu == -1:
+        cpu = min(os.sched_getaffinity(0))
+    if cpu is not None:
+        command = ["taskset", "-c", str(cpu), *command]
     log(" ".join(command))
     start = time.perf_counter()
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=pin)
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     (out / "cellprofiler.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -264,13 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("input_dir")
     p_run.add_argument("output_dir")
     p_run.add_argument("--pipeline", type=Path, default=PIPELINE)
-    p_run.add_argument("--cpu", type=int, default=0, help="CPU to pin to; -1: no pinning")
+    p_run.add_argument(
+        "--cpu", type=int, default=-1, help="CPU to pin to (default: the first allowed one)"
+    )
+    p_run.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
     args = parser.parse_args(argv)
     try:
         if args.command == "install":
             print(ensure_installed())
         else:
-            cpu = None if args.cpu < 0 else args.cpu
+            cpu = None if args.no_pin else args.cpu
             print(json.dumps(run(args.input_dir, args.output_dir, args.pipeline, cpu=cpu)))
     except PeerError as err:
         print(f"cellprofiler peer: {err}", file=sys.stderr)
