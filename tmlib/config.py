@@ -3,16 +3,21 @@
 Every setting has an environment variable so that a job on a cluster node sees
 the same configuration as the process that submitted it.
 
-=================  ======================  ==============================================
-setting            environment variable    default
-=================  ======================  ==============================================
-home               ``TMAPS_HOME``          ``~/.tmaps``
-db_url             ``TMAPS_DB_URL``        ``sqlite:///$TMAPS_HOME/tissuemaps.db``
-storage_home       ``TMAPS_STORAGE_HOME``  ``$TMAPS_HOME/experiments``
-backend            ``TMAPS_BACKEND``       ``local``
-cores              ``TMAPS_CORES``         all cores of this machine
-config file        ``TMAPS_CONFIG_FILE``   ``~/.tmaps/tissuemaps.cfg``
-=================  ======================  ==============================================
+=================  ============================  ========================================
+setting            environment variable          default
+=================  ============================  ========================================
+home               ``TMAPS_HOME``                ``~/.tmaps``
+db_url             ``TMAPS_DB_URL``              ``sqlite:///$TMAPS_HOME/tissuemaps.db``
+storage_home       ``TMAPS_STORAGE_HOME``        ``$TMAPS_HOME/experiments``
+backend            ``TMAPS_BACKEND``             ``local`` (or ``slurm``)
+cores              ``TMAPS_CORES``               all cores of this machine
+slurm_partition    ``TMAPS_SLURM_PARTITION``     the cluster's default
+slurm_account      ``TMAPS_SLURM_ACCOUNT``       the user's default
+slurm_qos          ``TMAPS_SLURM_QOS``           the cluster's default
+slurm_options      ``TMAPS_SLURM_OPTIONS``       none (more ``sbatch`` options)
+slurm_max_running  ``TMAPS_SLURM_MAX_RUNNING``   no limit (tasks of an array at once)
+config file        ``TMAPS_CONFIG_FILE``         ``~/.tmaps/tissuemaps.cfg``
+=================  ============================  ========================================
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ ENV_VARS = {
     "storage_home": "TMAPS_STORAGE_HOME",
     "backend": "TMAPS_BACKEND",
     "cores": "TMAPS_CORES",
+    "slurm_partition": "TMAPS_SLURM_PARTITION",
+    "slurm_account": "TMAPS_SLURM_ACCOUNT",
+    "slurm_qos": "TMAPS_SLURM_QOS",
+    "slurm_options": "TMAPS_SLURM_OPTIONS",
+    "slurm_max_running": "TMAPS_SLURM_MAX_RUNNING",
 }
 
 
@@ -54,6 +64,12 @@ class Settings:
         Number of cores the local backend may use.
     config_file : Path
         The INI file that was consulted (it need not exist).
+    slurm_partition, slurm_account, slurm_qos : str or None
+        Where SLURM jobs go (``sbatch --partition/--account/--qos``).
+    slurm_options : str or None
+        More ``sbatch`` options, e.g. ``--constraint=intel --exclusive``.
+    slurm_max_running : int or None
+        The most tasks of one job array that run at once (``--array=...%N``).
     """
 
     home: Path
@@ -62,6 +78,11 @@ class Settings:
     backend: str
     cores: int
     config_file: Path
+    slurm_partition: str | None = None
+    slurm_account: str | None = None
+    slurm_qos: str | None = None
+    slurm_options: str | None = None
+    slurm_max_running: int | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -129,7 +150,20 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             cores = 0
         if cores < 1:
             raise ConfigError(f"TMAPS_CORES must be a positive integer, got {raw_cores!r}")
+    raw_max = lookup("slurm_max_running")
+    max_running = None
+    if raw_max is not None:
+        max_running = int(raw_max) if raw_max.isdigit() and int(raw_max) > 0 else 0
+        if not max_running:
+            raise ConfigError(
+                f"TMAPS_SLURM_MAX_RUNNING must be a positive integer, got {raw_max!r}"
+            )
     return Settings(
+        slurm_partition=lookup("slurm_partition"),
+        slurm_account=lookup("slurm_account"),
+        slurm_qos=lookup("slurm_qos"),
+        slurm_options=lookup("slurm_options"),
+        slurm_max_running=max_running,
         home=home,
         db_url=db_url,
         storage_home=storage_home,

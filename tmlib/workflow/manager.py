@@ -42,7 +42,13 @@ def make_backend(name: str | None = None, cores: int | None = None) -> Backend:
     name = name or settings.backend
     if name == "local":
         return LocalBackend(cores or settings.cores, preload=(COMMAND_PREFIX, ENTRY_POINT))
-    raise InvalidInputError(f"job backend {name!r} is not available yet; use TMAPS_BACKEND=local")
+    if name == "slurm":
+        from tmlib.workflow.jobs.slurm import SlurmBackend
+
+        return SlurmBackend(settings)
+    raise InvalidInputError(
+        f"job backend {name!r} is not available; use TMAPS_BACKEND=local or slurm"
+    )
 
 
 def experiment_reference(session: Session, experiment_id: int) -> tm.ExperimentReference:

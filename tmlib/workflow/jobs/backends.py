@@ -1,8 +1,8 @@
 """Backends run jobs somewhere: here the local backend, a pool of this machine's cores.
 
 A backend takes :class:`JobSpec` objects, starts them when it has room and
-reports what ended. The SLURM and SGE backends implement the same interface
-with job arrays.
+reports what ended. The SLURM backend (:mod:`.slurm`) implements the same
+interface with job arrays.
 """
 
 from __future__ import annotations
@@ -72,6 +72,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def submit(self, job: JobSpec) -> dict:
         """Start (or queue) a job; returns what identifies it later (persisted)."""
+
+    def submit_many(self, jobs: list[JobSpec]) -> list[dict]:
+        """Start several jobs at once (a cluster backend makes one job array of them)."""
+        return [self.submit(job) for job in jobs]
 
     @abc.abstractmethod
     def poll(self) -> dict[str, Outcome]:

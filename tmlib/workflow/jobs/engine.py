@@ -315,8 +315,8 @@ class Engine:
         # between leaves jobs that resume finds through their pid files, never
         # jobs that look unstarted but run.
         self.session.commit()
-        for task in self._to_start:
-            handle = self.backend.submit(job_spec(task))
+        handles = self.backend.submit_many([job_spec(task) for task in self._to_start])
+        for task, handle in zip(self._to_start, handles, strict=True):
             task.state = State.RUNNING
             task.started_at = _now()
             _update_data(task, **handle, start=time.time())

@@ -15,6 +15,9 @@ interpreter start-up and no imports per job (~1.3 s saved each for the step
 programs). Such a child starts with some of the spawner's pages resident; it
 reports that size before it runs the job, and it is subtracted from its peak.
 
+With ``--task MANIFEST INDEX`` it runs one job of a manifest and exits: that
+is what each task of a SLURM job array runs (:func:`task`).
+
 Protocol: JSON lines. In: ``{"op": "start" | "call", "name", "argv", "out",
 "err", "exit", "pidfile"}`` or ``{"op": "kill", "name", "signal"}``. Out: ``{"name", "pid"}``
 once started, ``{"name", "exitcode", "time", "cpu_time", "memory"}`` once ended.
@@ -163,6 +166,44 @@ def main():
                 _send(record)
 
 
+def task(manifest, index):
+    """Run job `index` of a manifest (a JSON list of "start" messages) and record its end.
+
+    What a SLURM array task runs: the scheduler starts it, it starts the job,
+    waits, and writes the job's exit file with its time, CPU time and peak
+    memory. A SIGTERM (scancel, the time limit) is passed on to the job, whose
+    end is recorded as killed by that signal. Returns the job's exit status.
+    """
+    with open(manifest) as f:
+        msg = dict(json.load(f)[index], op="start")
+    start = time.time()
+    pid, _ = _start(msg)
+    # how a resumed engine finds this task even if it died before it noted the id
+    array_job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", ""))
+    _write_json(msg["pidfile"], {"pid": pid, "host": _HOST, "slurm_task": f"{array_job}_{index}"})
+
+    def forward(signum, _frame):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    while True:
+        try:
+            _, status, usage = os.wait4(pid, 0)
+            break
+        except InterruptedError:  # a signal arrived; wait on
+            continue
+    record = {
+        "name": msg["name"],
+        "exitcode": os.waitstatus_to_exitcode(status),
+        "time": time.time() - start,
+        "cpu_time": usage.ru_utime + usage.ru_stime,
+        "memory": usage.ru_maxrss / 1024,
+    }
+    _write_json(msg["exit"], record)
+    return record["exitcode"]
+
+
 def _send(record):
     try:
         sys.stdout.write(json.dumps(record) + "\n")
@@ -172,6 +213,9 @@ def _send(record):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--task":
+        code = task(sys.argv[2], int(sys.argv[3]))
+        sys.exit(code if code >= 0 else 128 - code)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the engine to handle
     if len(sys.argv) == 3 and sys.argv[1] == "--preload":
         _preload(sys.argv[2])
