@@ -15,7 +15,12 @@ slurm_partition    ``TMAPS_SLURM_PARTITION``     the cluster's default
 slurm_account      ``TMAPS_SLURM_ACCOUNT``       the user's default
 slurm_qos          ``TMAPS_SLURM_QOS``           the cluster's default
 slurm_options      ``TMAPS_SLURM_OPTIONS``       none (more ``sbatch`` options)
-slurm_max_running  ``TMAPS_SLURM_MAX_RUNNING``   no limit (tasks of an array at once)
+slurm_max_running  ``TMAPS_SLURM_MAX_RUNNING``   no limit (tasks of an array at once; SGE too)
+sge_queue          ``TMAPS_SGE_QUEUE``           the cluster's default
+sge_project        ``TMAPS_SGE_PROJECT``         none
+sge_pe             ``TMAPS_SGE_PE``              ``smp`` (jobs of more than one core)
+sge_memory         ``TMAPS_SGE_MEMORY``          none (e.g. ``h_vmem``: memory per slot)
+sge_options        ``TMAPS_SGE_OPTIONS``         none (more ``qsub`` options)
 config file        ``TMAPS_CONFIG_FILE``         ``~/.tmaps/tissuemaps.cfg``
 =================  ============================  ========================================
 """
@@ -43,6 +48,11 @@ ENV_VARS = {
     "slurm_qos": "TMAPS_SLURM_QOS",
     "slurm_options": "TMAPS_SLURM_OPTIONS",
     "slurm_max_running": "TMAPS_SLURM_MAX_RUNNING",
+    "sge_queue": "TMAPS_SGE_QUEUE",
+    "sge_project": "TMAPS_SGE_PROJECT",
+    "sge_pe": "TMAPS_SGE_PE",
+    "sge_memory": "TMAPS_SGE_MEMORY",
+    "sge_options": "TMAPS_SGE_OPTIONS",
 }
 
 
@@ -69,7 +79,17 @@ class Settings:
     slurm_options : str or None
         More ``sbatch`` options, e.g. ``--constraint=intel --exclusive``.
     slurm_max_running : int or None
-        The most tasks of one job array that run at once (``--array=...%N``).
+        The most tasks of one job array that run at once (``--array=...%N``,
+        ``qsub -tc N``; both backends).
+    sge_queue, sge_project : str or None
+        Where Grid Engine jobs go (``qsub -q/-P``).
+    sge_pe : str
+        Parallel environment of jobs of more than one core (``-pe PE N``).
+    sge_memory : str or None
+        Resource that takes a job's memory per slot, e.g. ``h_vmem`` or
+        ``mem_free`` (clusters differ; none: memory is not asked for).
+    sge_options : str or None
+        More ``qsub`` options.
     """
 
     home: Path
@@ -83,6 +103,11 @@ class Settings:
     slurm_qos: str | None = None
     slurm_options: str | None = None
     slurm_max_running: int | None = None
+    sge_queue: str | None = None
+    sge_project: str | None = None
+    sge_pe: str = "smp"
+    sge_memory: str | None = None
+    sge_options: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -164,6 +189,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         slurm_qos=lookup("slurm_qos"),
         slurm_options=lookup("slurm_options"),
         slurm_max_running=max_running,
+        sge_queue=lookup("sge_queue"),
+        sge_project=lookup("sge_project"),
+        sge_pe=lookup("sge_pe") or "smp",
+        sge_memory=lookup("sge_memory"),
+        sge_options=lookup("sge_options"),
         home=home,
         db_url=db_url,
         storage_home=storage_home,

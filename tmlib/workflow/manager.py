@@ -46,9 +46,11 @@ def make_backend(name: str | None = None, cores: int | None = None) -> Backend:
         from tmlib.workflow.jobs.slurm import SlurmBackend
 
         return SlurmBackend(settings)
-    raise InvalidInputError(
-        f"job backend {name!r} is not available; use TMAPS_BACKEND=local or slurm"
-    )
+    if name == "sge":
+        from tmlib.workflow.jobs.sge import SgeBackend
+
+        return SgeBackend(settings)
+    raise InvalidInputError(f"unknown job backend {name!r}; use local, slurm or sge")
 
 
 def experiment_reference(session: Session, experiment_id: int) -> tm.ExperimentReference:

@@ -169,18 +169,23 @@ def main():
 def task(manifest, index):
     """Run job `index` of a manifest (a JSON list of "start" messages) and record its end.
 
-    What a SLURM array task runs: the scheduler starts it, it starts the job,
-    waits, and writes the job's exit file with its time, CPU time and peak
-    memory. A SIGTERM (scancel, the time limit) is passed on to the job, whose
-    end is recorded as killed by that signal. Returns the job's exit status.
+    What a task of a SLURM or Grid Engine job array runs: the scheduler
+    starts it, it starts the job, waits, and writes the job's exit file with
+    its time, CPU time and peak memory. A SIGTERM (scancel, qdel, the time
+    limit) is passed on to the job, whose end is recorded as killed by it.
+    Returns the job's exit status.
     """
     with open(manifest) as f:
         msg = dict(json.load(f)[index], op="start")
     start = time.time()
     pid, _ = _start(msg)
     # how a resumed engine finds this task even if it died before it noted the id
-    array_job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", ""))
-    _write_json(msg["pidfile"], {"pid": pid, "host": _HOST, "slurm_task": f"{array_job}_{index}"})
+    if "SGE_TASK_ID" in os.environ:
+        cluster_task = f"{os.environ.get('JOB_ID', '')}.{os.environ['SGE_TASK_ID']}"
+    else:
+        array_job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", ""))
+        cluster_task = f"{array_job}_{index}"
+    _write_json(msg["pidfile"], {"pid": pid, "host": _HOST, "cluster_task": cluster_task})
 
     def forward(signum, _frame):
         with contextlib.suppress(ProcessLookupError):

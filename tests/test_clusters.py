@@ -1,7 +1,9 @@
-"""The SLURM backend on a real single-node cluster (``slurm/start.sh``).
+"""The cluster backends on real single-node clusters: SLURM (``slurm/start.sh``)
+and Grid Engine (``sge/start.sh``).
 
-Runs whenever ``sinfo`` answers; CI starts the cluster and sets
-``TMAPS_TEST_REQUIRE_SLURM=1``, which turns the skip into a failure.
+Each runs whenever its scheduler answers (``sinfo``, ``qstat``); CI starts both
+clusters and sets ``TMAPS_TEST_REQUIRE_SLURM=1`` and ``TMAPS_TEST_REQUIRE_SGE=1``,
+which turn the skips into failures.
 """
 
 from __future__ import annotations
@@ -23,34 +25,43 @@ from sqlalchemy.orm import Session
 
 import tmlib.models as tm
 from tmlib import registry
-from tmlib.config import load_settings
 from tmlib.models.session import main_engine
 from tmlib.simulate import PlateSpec, simulate_plate
-from tmlib.workflow.jobs import slurm
+from tmlib.workflow.jobs import arrays
 from tmlib.workflow.jobs.engine import PARALLEL, SEQUENTIAL, Engine, Result, TaskSpec, persist
 from tmlib.workflow.jobs.job import JobSpec, Resources
+from tmlib.workflow.manager import make_backend
+
+#: backend -> (command that answers when the cluster is up, how to start it)
+PROBES = {
+    "slurm": (["sinfo", "-h"], "slurm/start.sh"),
+    "sge": (["qhost"], "sge/install.sh"),
+}
 
 
-def _cluster_problem() -> str | None:
-    if shutil.which("sinfo") is None:
-        return "sinfo is not installed (run slurm/install.sh and slurm/start.sh)"
+def _cluster_problem(kind: str) -> str | None:
+    command, start = PROBES[kind]
+    if shutil.which(command[0]) is None:
+        return f"{command[0]} is not installed (run {start})"
     try:
-        result = subprocess.run(["sinfo", "-h"], capture_output=True, text=True, timeout=20)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
-        return "sinfo does not answer within 20 s (is slurmctld running? slurm/start.sh)"
-    if result.returncode != 0 or not result.stdout.strip():
-        return f"sinfo does not answer: {result.stderr.strip() or 'no partitions'}"
+        return f"{command[0]} does not answer within 20 s (run {start})"
+    if result.returncode != 0 or (kind == "slurm" and not result.stdout.strip()):
+        return f"{command[0]} does not answer: {result.stderr.strip()[:200] or 'no queues'}"
+    # qhost lists execution hosts after 3 header lines; "-" as LOAD: its execd is down
+    if kind == "sge" and not any(
+        len(line.split()) > 6 and line.split()[6] != "-" for line in result.stdout.splitlines()[3:]
+    ):
+        return "no Grid Engine execution host is up (run sge/start.sh)"
     return None
 
 
-_PROBLEM = _cluster_problem()
-if _PROBLEM and os.environ.get("TMAPS_TEST_REQUIRE_SLURM"):
-    raise RuntimeError(f"TMAPS_TEST_REQUIRE_SLURM is set but {_PROBLEM}")
-pytestmark = [
-    pytest.mark.slurm,
-    pytest.mark.slow,
-    pytest.mark.skipif(_PROBLEM is not None, reason=_PROBLEM or ""),
-]
+PROBLEMS = {kind: _cluster_problem(kind) for kind in PROBES}
+for _kind, _problem in PROBLEMS.items():
+    if _problem and os.environ.get(f"TMAPS_TEST_REQUIRE_{_kind.upper()}"):
+        raise RuntimeError(f"TMAPS_TEST_REQUIRE_{_kind.upper()} is set but {_problem}")
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 DEADLINE = 180.0
 
 
@@ -72,6 +83,8 @@ class Cluster:
         spec = JobSpec(name, command, Resources(cores=cores, memory=100, walltime=120), self.logs)
         return TaskSpec(name, "RunJob", job=spec)
 
+    kind: str = "slurm"
+
     def engine(self, tree: TaskSpec) -> Engine:
         session = Session(main_engine(), expire_on_commit=False)
         submission = tm.Submission(
@@ -80,16 +93,24 @@ class Cluster:
         session.add(submission)
         root = persist(session, submission, tree)
         session.commit()
-        return Engine(session, slurm.SlurmBackend(load_settings()), root)
+        return Engine(session, make_backend(self.kind), root)
+
+
+@pytest.fixture(params=list(PROBES))
+def kind(request: pytest.FixtureRequest) -> str:
+    """The backend under test; skipped where its cluster does not answer."""
+    if PROBLEMS[request.param]:
+        pytest.skip(PROBLEMS[request.param])
+    return request.param
 
 
 @pytest.fixture
-def cluster(tmaps, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(tmaps, tmp_path: Path, kind: str) -> Iterator[Cluster]:
     user_id = registry.add_user("sal", "pw", "sal@example.org")
-    experiment_id = registry.add_experiment("slurm", "sal", plate_format=96)
+    experiment_id = registry.add_experiment("clusters", "sal", plate_format=96)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    yield Cluster(experiment_id, user_id, tmp_path / "logs", scratch)
+    yield Cluster(experiment_id, user_id, tmp_path / "logs", scratch, kind)
 
 
 def run_to_end(engine: Engine, deadline: float = DEADLINE) -> Result:
@@ -128,8 +149,12 @@ def test_a_phase_is_one_job_array_and_every_exit_code_is_recorded(cluster):
         f"run_{i}": (3 if i == 3 else 0) for i in range(6)
     }
     assert tasks["collect"].state == "NEW"  # the sequence stopped at the failed phase
-    arrays = {t.data["slurm_task"].split("_")[0] for n, t in tasks.items() if n.startswith("run_")}
-    assert len(arrays) == 1  # one sbatch for the whole phase
+    submitted = {
+        t.data["cluster_task"].replace(".", "_").split("_")[0]
+        for n, t in tasks.items()
+        if n.startswith("run_")
+    }
+    assert len(submitted) == 1  # one sbatch / qsub for the whole phase
     assert sorted(json.loads(p.read_text())[0]["name"] for p in cluster.logs.glob("*.array.json"))
     ran = tasks["run_0"]
     assert ran.time >= 1.0 and ran.memory is not None and ran.cpu_time is not None
@@ -157,8 +182,8 @@ def test_killed_jobs_are_recorded_and_resume_runs_them_again(cluster):
 
 
 def test_a_task_that_vanishes_counts_as_killed(cluster, monkeypatch):
-    monkeypatch.setattr(slurm, "LOST_AFTER", 1.0)
-    monkeypatch.setattr(slurm, "SQUEUE_INTERVALS", (0.5,))
+    monkeypatch.setattr(arrays, "LOST_AFTER", 1.0)
+    monkeypatch.setattr(arrays, "QUEUE_INTERVALS", (0.5,))
     tree = TaskSpec("phase", "RunPhase", mode=SEQUENTIAL, children=[
         cluster.job("doomed", 'touch "$S/doomed"; sleep 120'),
     ])  # fmt: skip
@@ -178,7 +203,7 @@ def test_a_task_that_vanishes_counts_as_killed(cluster, monkeypatch):
     assert leaves(engine)["doomed"].exitcode == -9
 
 
-def test_canonical_workflow_on_slurm(tmaps, tmp_path, monkeypatch):
+def test_canonical_workflow_on_a_cluster(tmaps, tmp_path, monkeypatch, kind):
     source = tmp_path / "plate"
     simulate_plate(source, PlateSpec(microscope="cellvoyager", wells=1, sites=2, channels=2,
                                      height=128, width=128, seed=2, plate_format=96))  # fmt: skip
@@ -187,7 +212,7 @@ def test_canonical_workflow_on_slurm(tmaps, tmp_path, monkeypatch):
     registry.add_plate(eid, "P1")
     registry.add_acquisition(eid, "P1", "A1")
     registry.register_files(eid, "P1", "A1", source)
-    monkeypatch.setenv("TMAPS_BACKEND", "slurm")
+    monkeypatch.setenv("TMAPS_BACKEND", kind)
     result = ok(cli("tm_workflow", eid, "submit", "-i", "2", timeout=900))
     assert "all jobs succeeded" in result.stdout
     status = json.loads(ok(cli("tm_workflow", eid, "status", "--json")).stdout)
@@ -195,7 +220,7 @@ def test_canonical_workflow_on_slurm(tmaps, tmp_path, monkeypatch):
     assert stages == ["image_conversion", "image_preprocessing", "pyramid_creation",
                       "image_analysis"]  # fmt: skip
     with tm.utils.MainSession() as session:
-        handles = [t.data.get("slurm_task") for t in session.scalars(
+        handles = [t.data.get("cluster_task") for t in session.scalars(
             sa.select(tm.Task).where(tm.Task.is_collection.is_(False)))]  # fmt: skip
     assert handles and all(handles)  # every job ran as a SLURM task
     with tm.utils.ExperimentSession(eid) as session:
