@@ -157,7 +157,7 @@ class Run:
         """Drive the engine to the end; SIGTERM kills the jobs and stops."""
 
         def stop(_signum: int, _frame: Any) -> None:
-            self.engine.kill()
+            self.engine.request_kill()  # no I/O here: the next round kills
 
         previous = signal.signal(signal.SIGTERM, stop)
         root = self.engine.root

@@ -93,6 +93,9 @@ class Backend(abc.ABC):
     def running(self) -> list[str]:
         """Names of the jobs that have not been reported as ended."""
 
+    def terminate_now(self) -> None:  # noqa: B027 - optional hook
+        """SIGTERM the running jobs at once, with system calls only (signal handlers)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (running jobs go on)."""
 
@@ -125,6 +128,7 @@ class LocalBackend(Backend):
         self._running: dict[str, JobSpec] = {}
         self._adopted: dict[str, tuple[JobSpec, dict, float]] = {}
         self._ended: dict[str, Outcome] = {}
+        self._pids: dict[str, int] = {}  # running jobs' process groups
         self._spawners: dict[bool, _Spawner] = {}
         if self.preload is not None:
             self._spawner(preloaded=True)  # its imports overlap with the engine's start
@@ -148,6 +152,13 @@ class LocalBackend(Backend):
         for record in records:
             if "exitcode" in record and self._running.pop(record["name"], None) is not None:
                 self._ended[record["name"]] = Outcome.from_record(record)
+                self._pids.pop(record["name"], None)
+
+    def terminate_now(self) -> None:
+        for name, pid in list(self._pids.items()):
+            if name in self._running:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, 15)
 
     def submit(self, job: JobSpec) -> dict:
         job.log_dir.mkdir(parents=True, exist_ok=True)
@@ -177,6 +188,7 @@ class LocalBackend(Backend):
             started = [r for r in records if r.get("name") == job.name and "pid" in r]
             self._handle([r for r in records if "pid" not in r])
             if started:
+                self._pids[job.name] = started[0]["pid"]
                 return {
                     "pid": started[0]["pid"],
                     "spawner": spawner_.proc.pid,

@@ -146,6 +146,7 @@ class Engine:
         self._jobs: dict[str, Task] = {}
         self._final: dict[int, Result] = {}
         self._killing = False
+        self._kill_requested = False
         self._changed = False
         self._to_start: list[Task] = []
         self._reserved = 0
@@ -234,6 +235,8 @@ class Engine:
             True while the tree has work left.
         """
         self._changed = False
+        if self._kill_requested and not self._killing:
+            self.kill()
         for name, outcome in self.backend.poll().items():
             task = self._jobs.get(name)
             if task is not None:
@@ -265,6 +268,16 @@ class Engine:
         if self.root.state != State.TERMINATED:
             return Result.PENDING
         return Result.OK if self.root.exitcode == 0 else Result.FAILED
+
+    def request_kill(self) -> None:
+        """Ask for :meth:`kill` at the start of the next round.
+
+        Safe in a signal handler, which must not write to the pipes and files
+        that the interrupted code may be writing to: the jobs get SIGTERM at
+        once by system calls alone, the bookkeeping follows in that round.
+        """
+        self._kill_requested = True
+        self.backend.terminate_now()
 
     def kill(self) -> None:
         """Stop all running jobs and start no new ones."""
