@@ -99,3 +99,145 @@ def tmaps(
     monkeypatch.delenv("TMAPS_STORAGE_HOME", raising=False)
     yield Env(home=home, db_url=db_url, dialect=request.param)
     dispose_engines()
+
+
+# --- the server ------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A server app on the test's database with users ``alice``, ``bob`` and ``carol``.
+
+    ``alice`` owns what the tests create unless they say otherwise; ``bob``
+    and ``carol`` are other users (for permission tests). Every password is
+    ``secret``.
+    """
+
+    app: object
+    client: object
+    tokens: dict[str, str]
+
+    def headers(self, user: str | None = "alice") -> dict[str, str]:
+        """The Authorization header of `user` (none for None)."""
+        return {} if user is None else {"Authorization": f"JWT {self.tokens[user]}"}
+
+    def get(self, path: str, user: str | None = "alice", **kwargs):
+        return self.client.get(path, headers=self.headers(user), **kwargs)
+
+    def post(self, path: str, user: str | None = "alice", **kwargs):
+        return self.client.post(path, headers=self.headers(user), **kwargs)
+
+    def put(self, path: str, user: str | None = "alice", **kwargs):
+        return self.client.put(path, headers=self.headers(user), **kwargs)
+
+    def delete(self, path: str, user: str | None = "alice", **kwargs):
+        return self.client.delete(path, headers=self.headers(user), **kwargs)
+
+
+USERS = ("alice", "bob", "carol")
+
+
+def make_server(monkeypatch: pytest.MonkeyPatch) -> Server:
+    """A :class:`Server` on the database the environment names; users are created if missing."""
+    from tests.helpers import use_fast_password_hashing
+    from tmlib import registry
+    from tmlib.errors import AlreadyExistsError
+    from tmserver.app import create_app
+    from tmserver.config import ServerConfig
+
+    use_fast_password_hashing(monkeypatch)
+    for name in USERS:
+        try:
+            registry.add_user(name, "secret", f"{name}@example.org")
+        except AlreadyExistsError:
+            pass
+    app = create_app(ServerConfig(secret_key="test-secret-key-of-thirty-two-bytes"), TESTING=True)
+    client = app.test_client()
+    tokens = {}
+    for name in USERS:
+        response = client.post("/auth", json={"username": name, "password": "secret"})
+        assert response.status_code == 200, response.get_json()
+        tokens[name] = response.get_json()["access_token"]
+    return Server(app=app, client=client, tokens=tokens)
+
+
+@pytest.fixture
+def server(tmaps: Env, monkeypatch: pytest.MonkeyPatch) -> Server:
+    """A server on an empty database (SQLite and PostgreSQL), see :class:`Server`."""
+    return make_server(monkeypatch)
+
+
+@dataclass
+class Processed:
+    """A small simulated plate taken through the whole workflow (SQLite), shared by tests.
+
+    Tests must treat it as read-only: it is built once per test session.
+    ``experiment_id`` belongs to user ``alice``; ``plate_dir`` holds the
+    simulated microscope files and their ground truth.
+    """
+
+    home: Path
+    db_url: str
+    experiment_id: int
+    plate_dir: Path
+
+
+@pytest.fixture(scope="session")
+def processed_plate(tmp_path_factory: pytest.TempPathFactory) -> Processed:
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("processed")
+    home = root / "tmaps"
+    plate_dir = root / "plate"
+    db_url = f"sqlite:///{home / 'tissuemaps.db'}"
+    environ = {
+        **os.environ,
+        "TMAPS_HOME": str(home),
+        "TMAPS_DB_URL": db_url,
+        "TMAPS_CONFIG_FILE": str(root / "no-such.cfg"),
+        "TMAPS_CORES": "2",
+    }
+    environ.pop("TMAPS_STORAGE_HOME", None)
+    bin_dir = Path(sys.executable).parent
+
+    def run(*args: object) -> str:
+        result = subprocess.run(
+            [str(bin_dir / str(args[0])), *map(str, args[1:])],
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        return result.stdout
+
+    run("tm_simulate", "plate", plate_dir, "--microscope", "cellvoyager", "--plate-format", 384,
+        "--wells", 2, "--sites", 4, "--channels", 2, "--size", "384x512", "--seed", 3)  # fmt: skip
+    for name in USERS:
+        run("tm_add", "user", "-n", name, "-p", "secret", "-e", f"{name}@example.org")
+    experiment_id = int(run("tm_add", "experiment", "-e", "screen", "-u", "alice").strip())
+    run("tm_add", "plate", "-e", experiment_id, "-p", "plate01")
+    run("tm_add", "acquisition", "-e", experiment_id, "-p", "plate01", "-a", "acq01")
+    run("tm_add", "files", "-e", experiment_id, "-p", "plate01", "-a", "acq01", "-s", plate_dir)
+    run("tm_workflow", experiment_id, "submit")
+    return Processed(home=home, db_url=db_url, experiment_id=experiment_id, plate_dir=plate_dir)
+
+
+@pytest.fixture
+def processed(
+    processed_plate: Processed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Processed]:
+    """The environment of :func:`processed_plate` for one test."""
+    monkeypatch.setenv("TMAPS_HOME", str(processed_plate.home))
+    monkeypatch.setenv("TMAPS_DB_URL", processed_plate.db_url)
+    monkeypatch.setenv("TMAPS_CONFIG_FILE", str(tmp_path / "no-such.cfg"))
+    monkeypatch.delenv("TMAPS_STORAGE_HOME", raising=False)
+    yield processed_plate
+    dispose_engines()
+
+
+@pytest.fixture
+def processed_server(processed: Processed, monkeypatch: pytest.MonkeyPatch) -> Server:
+    """A server on the processed plate (see :class:`Processed`)."""
+    return make_server(monkeypatch)

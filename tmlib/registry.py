@@ -466,3 +466,110 @@ def register_files(
         source,
     )
     return result
+
+
+def accessible_experiments(
+    session: Session, user_id: int, name: str | None = None
+) -> list[tm.ExperimentReference]:
+    """The experiments a user owns or that are shared with them, by id.
+
+    Parameters
+    ----------
+    session : Session
+        A main-database session.
+    user_id : int
+        The user.
+    name : str, optional
+        Only experiments of this name.
+    """
+    shared = sa.select(tm.ExperimentShare.experiment_id).where(
+        tm.ExperimentShare.user_id == user_id
+    )
+    query = sa.select(tm.ExperimentReference).where(
+        sa.or_(tm.ExperimentReference.user_id == user_id, tm.ExperimentReference.id.in_(shared))
+    )
+    if name is not None:
+        query = query.where(tm.ExperimentReference.name == name)
+    return list(session.scalars(query.order_by(tm.ExperimentReference.id)))
+
+
+def rename_experiment(experiment_id: int, new_name: str, db_url: str | None = None) -> None:
+    """Give an experiment another name (unique among its owner's experiments).
+
+    Raises
+    ------
+    InvalidInputError, NotFoundError, AlreadyExistsError
+    """
+    if not new_name or not new_name.strip():
+        raise InvalidInputError("experiment name must not be empty")
+    with tm.utils.MainSession(db_url) as session:
+        ref = session.get(tm.ExperimentReference, experiment_id)
+        if ref is None:
+            raise NotFoundError(f"experiment {experiment_id} does not exist")
+        taken = session.scalar(
+            sa.select(tm.ExperimentReference.id).where(
+                tm.ExperimentReference.name == new_name,
+                tm.ExperimentReference.user_id == ref.user_id,
+                tm.ExperimentReference.id != experiment_id,
+            )
+        )
+        if taken is not None:
+            raise AlreadyExistsError(f"the owner has an experiment named {new_name!r} already")
+        ref.name = new_name
+
+
+def share_experiment(
+    experiment_id: int, user: str, write_access: bool = False, db_url: str | None = None
+) -> int:
+    """Let `user` read (and, with `write_access`, modify) an experiment.
+
+    Sharing again with the same user updates the write access. Returns the
+    share's id.
+
+    Raises
+    ------
+    NotFoundError
+        For an unknown experiment or user.
+    InvalidInputError
+        When `user` owns the experiment.
+    """
+    with tm.utils.MainSession(db_url) as session:
+        ref = session.get(tm.ExperimentReference, experiment_id)
+        if ref is None:
+            raise NotFoundError(f"experiment {experiment_id} does not exist")
+        target = find_user(session, user)
+        if target.id == ref.user_id:
+            raise InvalidInputError(f"user {user!r} owns experiment {experiment_id}")
+        share = session.scalar(
+            sa.select(tm.ExperimentShare).where(
+                tm.ExperimentShare.experiment_id == experiment_id,
+                tm.ExperimentShare.user_id == target.id,
+            )
+        )
+        if share is None:
+            share = tm.ExperimentShare(experiment_id=experiment_id, user_id=target.id)
+            session.add(share)
+        share.write_access = write_access
+        session.flush()
+        return share.id
+
+
+def unshare_experiment(experiment_id: int, user: str, db_url: str | None = None) -> None:
+    """Withdraw a user's access to an experiment.
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment is not shared with `user`.
+    """
+    with tm.utils.MainSession(db_url) as session:
+        target = find_user(session, user)
+        share = session.scalar(
+            sa.select(tm.ExperimentShare).where(
+                tm.ExperimentShare.experiment_id == experiment_id,
+                tm.ExperimentShare.user_id == target.id,
+            )
+        )
+        if share is None:
+            raise NotFoundError(f"experiment {experiment_id} is not shared with user {user!r}")
+        session.delete(share)

@@ -1,0 +1,18 @@
+"""The REST API under ``/api``: one module per resource, all on :data:`api`."""
+
+from tmserver.routing import Api
+
+api = Api("api", "/api")
+
+# Importing the resource modules declares their routes on `api`.
+from tmserver.api import (  # noqa: E402, F401
+    channels,
+    experiments,
+    features,
+    mapobjects,
+    plates,
+    tiles,
+    tools,
+    wells,
+    workflow,
+)

@@ -1,0 +1,289 @@
+"""Declared routes: parameters, permissions and the OpenAPI description in one place.
+
+Every API route is declared with :meth:`Api.route`, which
+
+- converts ``{name_id}`` path segments to integers (decimal or legacy ids),
+- checks the JWT and, for routes under ``/experiments/{experiment_id}``, the
+  caller's ``read`` or ``write`` permission on that experiment,
+- parses and type-checks the declared query, JSON-body and multipart
+  parameters, answering 400 with the JSON error for missing or malformed ones,
+- and records the declaration, from which :mod:`tmserver.openapi` writes the
+  OpenAPI description.
+
+The view receives the path ids and the parameters as keyword arguments and
+returns a JSON-able value (wrapped by :func:`flask.jsonify`) or a response.
+
+Examples
+--------
+>>> api = Api("api", "/api")
+>>> @api.route("GET", "/experiments/{experiment_id}/plates",
+...            query={"name": Param(str)}, summary="Plates of an experiment")
+... def get_plates(experiment_id: int, name: str | None):
+...     ...
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+
+import tmlib.models as tm
+from tmserver.auth import authenticate
+from tmserver.errors import (
+    ForbiddenError,
+    MalformedRequestError,
+    MissingParameterError,
+    ResourceNotFoundError,
+)
+from tmserver.ids import decode_id
+
+#: parameter types: a Python type, or "id" (decimal or legacy-encoded id)
+ID = "id"
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+_PATH_PARAM = re.compile(r"\{([a-z_]+)\}")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A declared parameter.
+
+    Parameters
+    ----------
+    type : type or "id"
+        ``str``, ``int``, ``float``, ``bool``, ``list``, ``dict``, ``object``
+        (anything JSON) or :data:`ID`.
+    required : bool
+        Whether a missing parameter is an error (else the view gets `default`).
+    default : Any
+        Value for an absent optional parameter.
+    description : str
+        Shown in the OpenAPI description.
+    items : type, optional
+        Type of the elements of a ``list`` parameter.
+    enum : tuple, optional
+        The allowed values.
+    minimum : int, optional
+        Smallest allowed value of an ``int`` parameter.
+    """
+
+    type: Any = str
+    required: bool = False
+    default: Any = None
+    description: str = ""
+    items: Any = None
+    enum: tuple | None = None
+    minimum: int | None = None
+
+
+@dataclass
+class Endpoint:
+    """What :meth:`Api.route` recorded about a route (for the OpenAPI description)."""
+
+    method: str
+    path: str
+    summary: str
+    tag: str
+    permission: str | None
+    authenticated: bool
+    query: dict[str, Param] = field(default_factory=dict)
+    body: dict[str, Param] = field(default_factory=dict)
+    files: dict[str, Param] = field(default_factory=dict)
+    produces: str = "application/json"
+    token_in_query: bool = False
+
+
+def _parse_bool(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise MalformedRequestError(f"parameter {name!r} must be true or false, got {raw!r}")
+
+
+def _convert(name: str, param: Param, raw: Any, from_query: bool) -> Any:
+    kind = param.type
+    if kind == ID:
+        if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+            return raw
+        if not isinstance(raw, str):
+            raise MalformedRequestError(f"parameter {name!r} must be an id")
+        return decode_id(raw, name)
+    if kind is bool:
+        return _parse_bool(name, raw)
+    if kind is int:
+        if from_query and isinstance(raw, str) and re.fullmatch(r"-?\d{1,18}", raw.strip()):
+            value = int(raw)
+        elif isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) < 2**63:
+            value = raw
+        else:
+            raise MalformedRequestError(f"parameter {name!r} must be an integer, got {raw!r}")
+        if param.minimum is not None and value < param.minimum:
+            raise MalformedRequestError(f"parameter {name!r} must be >= {param.minimum}")
+        return value
+    if kind is float:
+        try:
+            value = float(raw) if not isinstance(raw, bool) else math.nan
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise MalformedRequestError(f"parameter {name!r} must be a number, got {raw!r}")
+        return value
+    if kind is str:
+        if not isinstance(raw, str):
+            raise MalformedRequestError(f"parameter {name!r} must be a string")
+        if "\x00" in raw:
+            raise MalformedRequestError(f"parameter {name!r} must not contain NUL characters")
+        if param.enum is not None and raw not in param.enum:
+            raise MalformedRequestError(
+                f"parameter {name!r} must be one of {', '.join(map(str, param.enum))}"
+            )
+        return raw
+    if kind is list:
+        if not isinstance(raw, list):
+            raise MalformedRequestError(f"parameter {name!r} must be a list")
+        if param.items is not None:
+            item = Param(param.items)
+            return [_convert(f"{name}[{i}]", item, v, from_query) for i, v in enumerate(raw)]
+        return raw
+    if kind is dict:
+        if not isinstance(raw, dict):
+            raise MalformedRequestError(f"parameter {name!r} must be a JSON object")
+        return raw
+    return raw  # object: anything JSON
+
+
+def _parse(params: dict[str, Param], source: dict[str, Any], where: str, from_query: bool):
+    values = {}
+    for name, param in params.items():
+        if name not in source or (from_query and source[name] == "" and param.type is not str):
+            if param.required:
+                raise MissingParameterError(f"missing {where} parameter {name!r}")
+            values[name] = param.default
+            continue
+        values[name] = _convert(name, param, source[name], from_query)
+    return values
+
+
+def check_permission(experiment_id: int, permission: str) -> None:
+    """Whether the authenticated caller may `permission` the experiment.
+
+    Raises
+    ------
+    ResourceNotFoundError
+        When the experiment does not exist.
+    ForbiddenError
+        When the caller may not access it that way.
+    """
+    with tm.utils.MainSession() as session:
+        ref = session.get(tm.ExperimentReference, experiment_id)
+        if ref is None:
+            raise ResourceNotFoundError(f"experiment {experiment_id} does not exist")
+        if not ref.can_be_accessed_by(g.user_id, permission):
+            raise ForbiddenError(
+                f"user {g.user_name!r} has no {permission} access to experiment {experiment_id}"
+            )
+
+
+class Api:
+    """A blueprint whose routes are declared with their parameters.
+
+    Parameters
+    ----------
+    name : str
+        Blueprint name.
+    url_prefix : str
+        Where the blueprint is mounted (e.g. ``/api``).
+    """
+
+    def __init__(self, name: str, url_prefix: str) -> None:
+        self.blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
+        self.url_prefix = url_prefix
+        self.endpoints: list[Endpoint] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        tag: str = "",
+        permission: str | None = "read",
+        authenticated: bool = True,
+        query: dict[str, Param] | None = None,
+        body: dict[str, Param] | None = None,
+        files: dict[str, Param] | None = None,
+        produces: str = "application/json",
+        token_in_query: bool = False,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Declare a route (see the module docstring).
+
+        `permission` is ``"read"``, ``"write"`` or None (no experiment check);
+        `token_in_query` also accepts the token as ``?access_token=`` (for
+        map tiles, which browsers' tile loaders fetch without headers).
+        """
+        path_names = _PATH_PARAM.findall(path)
+        if permission is not None and "experiment_id" not in path_names:
+            raise ValueError(f"{path}: a permission needs an experiment_id in the path")
+        endpoint = Endpoint(
+            method=method.upper(),
+            path=path,
+            summary=summary,
+            tag=tag,
+            permission=permission,
+            authenticated=authenticated,
+            query=dict(query or {}),
+            body=dict(body or {}),
+            files=dict(files or {}),
+            produces=produces,
+            token_in_query=token_in_query,
+        )
+        rule = _PATH_PARAM.sub(r"<\1>", path)
+
+        def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(view)
+            def handle(**raw_ids: str) -> Any:
+                if endpoint.authenticated:
+                    if token_in_query and "access_token" in request.args:
+                        authenticate(token=request.args["access_token"])
+                    else:
+                        authenticate()
+                kwargs: dict[str, Any] = {
+                    name: decode_id(value, name) for name, value in raw_ids.items()
+                }
+                if endpoint.permission is not None:
+                    check_permission(kwargs["experiment_id"], endpoint.permission)
+                kwargs.update(_parse(endpoint.query, request.args, "GET", from_query=True))
+                if endpoint.body:
+                    data = request.get_json(silent=True)
+                    if data is None:
+                        data = {}
+                    if not isinstance(data, dict):
+                        raise MalformedRequestError("the request body must be a JSON object")
+                    kwargs.update(_parse(endpoint.body, data, method.upper(), from_query=False))
+                for name, param in endpoint.files.items():
+                    upload = request.files.get(name)
+                    if upload is None and param.required:
+                        raise MissingParameterError(f"missing multipart file field {name!r}")
+                    kwargs[name] = upload
+                result = view(**kwargs)
+                if isinstance(result, Response):
+                    return result
+                return jsonify(result)
+
+            self.blueprint.add_url_rule(
+                rule, endpoint=view.__name__, view_func=handle, methods=[endpoint.method]
+            )
+            self.endpoints.append(endpoint)
+            return view
+
+        return decorate
