@@ -8,6 +8,7 @@ unless ``TMAPS_TEST_REQUIRE_PG=1`` (set by CI), where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -135,6 +136,8 @@ class Server:
 
 
 USERS = ("alice", "bob", "carol")
+#: what the test servers sign tokens with
+TEST_SECRET = "test-secret-key-of-thirty-two-bytes"
 
 
 def make_server(monkeypatch: pytest.MonkeyPatch) -> Server:
@@ -147,11 +150,9 @@ def make_server(monkeypatch: pytest.MonkeyPatch) -> Server:
 
     use_fast_password_hashing(monkeypatch)
     for name in USERS:
-        try:
+        with contextlib.suppress(AlreadyExistsError):
             registry.add_user(name, "secret", f"{name}@example.org")
-        except AlreadyExistsError:
-            pass
-    app = create_app(ServerConfig(secret_key="test-secret-key-of-thirty-two-bytes"), TESTING=True)
+    app = create_app(ServerConfig(secret_key=TEST_SECRET), TESTING=True)
     client = app.test_client()
     tokens = {}
     for name in USERS:

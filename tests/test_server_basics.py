@@ -7,6 +7,7 @@ import datetime as dt
 import jwt
 import pytest
 
+from tests.conftest import TEST_SECRET
 from tmserver.ids import decode_id, encode_legacy_id
 
 
@@ -53,9 +54,9 @@ def test_bad_tokens_get_401(server, header):
     payload = {"uid": 1, "uname": "alice", "iat": now, "nbf": now, "exp": now + dt.timedelta(1)}
     forged = jwt.encode(payload, "another-secret", algorithm="HS256")
     expired = jwt.encode(
-        {**payload, "exp": now - dt.timedelta(seconds=1)}, "test-secret-key-of-thirty-two-bytes", algorithm="HS256"
+        {**payload, "exp": now - dt.timedelta(seconds=1)}, TEST_SECRET, algorithm="HS256"
     )
-    future = jwt.encode({**payload, "nbf": now + dt.timedelta(1)}, "test-secret-key-of-thirty-two-bytes", "HS256")
+    future = jwt.encode({**payload, "nbf": now + dt.timedelta(1)}, TEST_SECRET, "HS256")
     headers = {}
     if header is not None:
         headers["Authorization"] = header.format(forged=forged, expired=expired, nbf=future)
@@ -82,9 +83,7 @@ def test_permissions_and_shares(server):
     response = server.post(f"/api/experiments/{eid}/shares", json={"user": "bob"})
     assert response.status_code == 200, response.get_json()
     assert server.get(f"/api/experiments/{eid}", user="bob").status_code == 200
-    assert [e["id"] for e in server.get("/api/experiments", user="bob").get_json()["data"]] == [
-        eid
-    ]
+    assert [e["id"] for e in server.get("/api/experiments", user="bob").get_json()["data"]] == [eid]
     _error(server.put(f"/api/experiments/{eid}", user="bob", json={"name": "x"}), 403)
     # only the owner shares
     _error(server.post(f"/api/experiments/{eid}/shares", user="bob", json={"user": "carol"}), 403)
