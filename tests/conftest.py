@@ -183,12 +183,11 @@ class Processed:
     plate_dir: Path
 
 
-@pytest.fixture(scope="session")
-def processed_plate(tmp_path_factory: pytest.TempPathFactory) -> Processed:
+def build_processed(root: Path) -> Processed:
+    """Simulate a small plate under `root` and take it through the whole workflow."""
     import subprocess
     import sys
 
-    root = tmp_path_factory.mktemp("processed")
     home = root / "tmaps"
     plate_dir = root / "plate"
     db_url = f"sqlite:///{home / 'tissuemaps.db'}"
@@ -225,15 +224,25 @@ def processed_plate(tmp_path_factory: pytest.TempPathFactory) -> Processed:
     return Processed(home=home, db_url=db_url, experiment_id=experiment_id, plate_dir=plate_dir)
 
 
+@pytest.fixture(scope="session")
+def processed_plate(tmp_path_factory: pytest.TempPathFactory) -> Processed:
+    return build_processed(tmp_path_factory.mktemp("processed"))
+
+
+def use_processed(processed: Processed, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Point the library's settings at a :class:`Processed` installation."""
+    monkeypatch.setenv("TMAPS_HOME", str(processed.home))
+    monkeypatch.setenv("TMAPS_DB_URL", processed.db_url)
+    monkeypatch.setenv("TMAPS_CONFIG_FILE", str(tmp_path / "no-such.cfg"))
+    monkeypatch.delenv("TMAPS_STORAGE_HOME", raising=False)
+
+
 @pytest.fixture
 def processed(
     processed_plate: Processed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Processed]:
     """The environment of :func:`processed_plate` for one test."""
-    monkeypatch.setenv("TMAPS_HOME", str(processed_plate.home))
-    monkeypatch.setenv("TMAPS_DB_URL", processed_plate.db_url)
-    monkeypatch.setenv("TMAPS_CONFIG_FILE", str(tmp_path / "no-such.cfg"))
-    monkeypatch.delenv("TMAPS_STORAGE_HOME", raising=False)
+    use_processed(processed_plate, monkeypatch, tmp_path)
     yield processed_plate
     dispose_engines()
 
