@@ -573,3 +573,205 @@ def unshare_experiment(experiment_id: int, user: str, db_url: str | None = None)
         if share is None:
             raise NotFoundError(f"experiment {experiment_id} is not shared with user {user!r}")
         session.delete(share)
+
+
+# --- plates and acquisitions by id (the server's rename and delete) ----------
+
+
+def _check_name(kind: str, name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError(f"{kind} name must not be empty")
+    if len(name) > 255:
+        raise InvalidInputError(f"{kind} name must have at most 255 characters")
+    return name
+
+
+def _move_aside(directory: str) -> tuple[Path, Path] | None:
+    """Rename a directory to a hidden name beside it; (original, new) or None if absent.
+
+    Deleting rows and then files could leave files of deleted rows behind if
+    the process dies in between; moving the directory aside first lets the
+    caller put it back if the database refuses the delete.
+    """
+    path = Path(directory)
+    if not path.exists() and not path.is_symlink():
+        return None
+    aside = path.with_name(f".{path.name}.deleting-{os.getpid()}-{id(path):x}")
+    os.rename(path, aside)
+    return path, aside
+
+
+def _plane_paths(session: Session, where: sa.ColumnElement[bool]) -> list[str]:
+    """Files of the channel image files selected by `where` (joined with acquisitions)."""
+    channels = {c.id: c.image_files_location for c in session.scalars(sa.select(tm.Channel))}
+    rows = session.execute(
+        sa.select(tm.ChannelImageFile.id, tm.ChannelImageFile.channel_id)
+        .join(tm.Acquisition, tm.Acquisition.id == tm.ChannelImageFile.acquisition_id)
+        .where(where)
+    )
+    return [
+        os.path.join(channels[channel_id], f"channel_image_file_{file_id}.h5")
+        for file_id, channel_id in rows
+    ]
+
+
+def _delete_with_files(
+    session: Session, statement: sa.Delete, directory: str, planes: list[str]
+) -> None:
+    """Run `statement` and commit, then remove `directory` and `planes`; all or nothing."""
+    moved = _move_aside(directory)
+    try:
+        session.execute(statement)
+        session.commit()
+    except BaseException:
+        if moved is not None:
+            os.rename(moved[1], moved[0])
+        raise
+    if moved is not None:
+        # links to registered source directories are removed, never followed
+        shutil.rmtree(moved[1], ignore_errors=True)
+    for path in planes:
+        Path(path).unlink(missing_ok=True)
+
+
+def _plate_by_id(session: Session, plate_id: int) -> tm.Plate:
+    plate = session.get(tm.Plate, plate_id)
+    if plate is None:
+        raise NotFoundError(f"plate {plate_id} does not exist")
+    return plate
+
+
+def _acquisition_by_id(session: Session, acquisition_id: int) -> tm.Acquisition:
+    acquisition = session.get(tm.Acquisition, acquisition_id)
+    if acquisition is None:
+        raise NotFoundError(f"acquisition {acquisition_id} does not exist")
+    return acquisition
+
+
+def rename_plate(experiment_id: int, plate_id: int, name: str, db_url: str | None = None) -> None:
+    """Give a plate another name (unique in its experiment).
+
+    Raises
+    ------
+    InvalidInputError, NotFoundError, AlreadyExistsError
+    """
+    name = _check_name("plate", name)
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        plate = _plate_by_id(session, plate_id)
+        taken = session.scalar(
+            sa.select(tm.Plate.id).where(tm.Plate.name == name, tm.Plate.id != plate_id)
+        )
+        if taken is not None:
+            raise AlreadyExistsError(f"experiment {experiment_id} has a plate {name!r} already")
+        plate.name = name
+
+
+def delete_plate(experiment_id: int, plate_id: int, db_url: str | None = None) -> None:
+    """Delete a plate with its acquisitions, their files, wells, sites and extracted images.
+
+    Raises
+    ------
+    NotFoundError
+        When the plate does not exist.
+    """
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        plate = _plate_by_id(session, plate_id)
+        location = plate.location
+        planes = _plane_paths(session, tm.Acquisition.plate_id == plate_id)
+        # acquisitions, files, wells, sites and planes go by ON DELETE CASCADE
+        statement = sa.delete(tm.Plate).where(tm.Plate.id == plate_id)
+        _delete_with_files(session, statement, location, planes)
+
+
+def rename_acquisition(
+    experiment_id: int, acquisition_id: int, name: str, db_url: str | None = None
+) -> None:
+    """Give an acquisition another name (unique in its plate).
+
+    Raises
+    ------
+    InvalidInputError, NotFoundError, AlreadyExistsError
+    """
+    name = _check_name("acquisition", name)
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        acquisition = _acquisition_by_id(session, acquisition_id)
+        taken = session.scalar(
+            sa.select(tm.Acquisition.id).where(
+                tm.Acquisition.plate_id == acquisition.plate_id,
+                tm.Acquisition.name == name,
+                tm.Acquisition.id != acquisition_id,
+            )
+        )
+        if taken is not None:
+            raise AlreadyExistsError(
+                f"plate {acquisition.plate.name!r} has an acquisition {name!r} already"
+            )
+        acquisition.name = name
+
+
+def delete_acquisition(experiment_id: int, acquisition_id: int, db_url: str | None = None) -> None:
+    """Delete an acquisition with its microscope files and the images extracted from them.
+
+    Uploaded files are deleted; registered source directories are only
+    unlinked.
+
+    Raises
+    ------
+    NotFoundError
+        When the acquisition does not exist.
+    """
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        acquisition = _acquisition_by_id(session, acquisition_id)
+        location = acquisition.location
+        planes = _plane_paths(session, tm.Acquisition.id == acquisition_id)
+        statement = sa.delete(tm.Acquisition).where(tm.Acquisition.id == acquisition_id)
+        _delete_with_files(session, statement, location, planes)
+
+
+def set_well_description(
+    experiment_id: int, well_id: int, description: dict, db_url: str | None = None
+) -> None:
+    """Store a JSON object describing a well (e.g. compound, gene), replacing the old one.
+
+    Raises
+    ------
+    InvalidInputError
+        When `description` is no JSON object (dict with string keys).
+    NotFoundError
+        When the well does not exist.
+    """
+    import json
+
+    if not isinstance(description, dict):
+        raise InvalidInputError("well description must be a JSON object")
+    try:
+        text = json.dumps(description, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"well description is not valid JSON: {err}") from None
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        well = session.get(tm.Well, well_id)
+        if well is None:
+            raise NotFoundError(f"well {well_id} does not exist")
+        well.description = text
+
+
+def rename_channel(
+    experiment_id: int, channel_id: int, name: str, db_url: str | None = None
+) -> None:
+    """Give a channel another name (unique in its experiment).
+
+    Raises
+    ------
+    InvalidInputError, NotFoundError, AlreadyExistsError
+    """
+    name = _check_name("channel", name)
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        channel = session.get(tm.Channel, channel_id)
+        if channel is None:
+            raise NotFoundError(f"channel {channel_id} does not exist")
+        taken = session.scalar(
+            sa.select(tm.Channel.id).where(tm.Channel.name == name, tm.Channel.id != channel_id)
+        )
+        if taken is not None:
+            raise AlreadyExistsError(f"experiment {experiment_id} has a channel {name!r} already")
+        channel.name = name
