@@ -16,7 +16,6 @@ sets the zoom levels at which the viewer shows outlines or centroids.
 
 from __future__ import annotations
 
-import csv
 import logging
 import random
 import shutil
@@ -24,7 +23,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import click
 import cv2
@@ -475,49 +474,24 @@ def create_project(location: Path, inputs: DefaultInputs, force: bool = False) -
 # ------------------------------------------------------------------ export
 
 
-def write_features_csv(experiment_id: int, objects: str, out: TextIO) -> int:
+def write_features_csv(experiment_id: int, objects: str, out: BinaryIO) -> int:
     """Write one row per object of a type: where it is, its label and every feature.
 
-    Streams site by site (memory bounded by the objects of one site).
-    Returns the number of rows.
+    The table comes from :func:`tmlib.features.features_table_csv` (streamed,
+    memory bounded by a chunk). Returns the number of rows.
 
     Raises
     ------
     NotFoundError
         When the experiment has no objects of that type.
     """
-    with tm.utils.ExperimentSession(experiment_id) as session:
-        kind = session.scalar(sa.select(tm.MapobjectType).where(tm.MapobjectType.name == objects))
-        if kind is None:
-            known = ", ".join(session.scalars(sa.select(tm.MapobjectType.name)))
-            raise NotFoundError(f"no objects {objects!r}; object types: {known or 'none'}")
-        features = sorted(kind.features, key=lambda f: f.id)
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["plate", "well", "site_y", "site_x", "tpoint", "label", "mapobject_id",
-                         *(f.name for f in features)])  # fmt: skip
-        sites = session.execute(
-            sa.select(tm.Site.id, tm.Site.y, tm.Site.x, tm.Well.name, tm.Plate.name)
-            .join(tm.Well, tm.Site.well_id == tm.Well.id)
-            .join(tm.Plate, tm.Well.plate_id == tm.Plate.id)
-            .order_by(tm.Plate.name, tm.Well.name, tm.Site.y, tm.Site.x)
-        ).all()
-        rows = 0
-        for site_id, site_y, site_x, well, plate in sites:
-            result = session.execute(
-                sa.select(tm.FeatureValues.tpoint, tm.MapobjectSegmentation.label,
-                          tm.Mapobject.id, tm.FeatureValues.values)
-                .join(tm.FeatureValues, tm.FeatureValues.mapobject_id == tm.Mapobject.id)
-                .join(tm.MapobjectSegmentation,
-                      tm.MapobjectSegmentation.mapobject_id == tm.Mapobject.id)
-                .where(tm.Mapobject.partition_key == site_id,
-                       tm.Mapobject.mapobject_type_id == kind.id)
-                .order_by(tm.FeatureValues.tpoint, tm.MapobjectSegmentation.label)
-            )  # fmt: skip
-            for tpoint, label, mapobject_id, values in result:
-                writer.writerow([plate, well, site_y, site_x, tpoint, label, mapobject_id,
-                                 *(repr(float(v)) for v in values)])  # fmt: skip
-                rows += 1
-        return rows
+    from tmlib.features import features_table_csv
+
+    rows = -1  # the header is no row
+    for block in features_table_csv(experiment_id, objects):
+        out.write(block)
+        rows += block.count(b"\n")
+    return rows
 
 
 # ------------------------------------------------------------- extra commands
@@ -586,7 +560,7 @@ def export_features(objects: str, output: Path) -> None:
     step = _step()
     tmp = output.with_name(f".{output.name}.tmp")
     try:
-        with tmp.open("w", newline="") as out:
+        with tmp.open("wb") as out:
             rows = write_features_csv(step.experiment_id, objects, out)
         tmp.replace(output)
     finally:

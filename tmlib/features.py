@@ -1,0 +1,804 @@
+"""Features of object types: upload, rename, delete, and fast streamed CSV export.
+
+Exporting a plate's objects is the bulk download of a screen (10^6 objects ×
+50 features is 50 million numbers), so the CSV is produced without a Python
+call per value: rows are read from the database in chunks of raw
+:class:`~tmlib.models.FeatureValues` arrays and formatted by numpy
+(:func:`format_rows`), 4 digits per table lookup. Memory is bounded by a
+chunk whatever the number of objects.
+
+Numbers are written with :data:`SIGNIFICANT_DIGITS` significant digits
+(relative error below 5e-11), without exponent, trailing zeros or a trailing
+point; magnitudes outside [1e-4, 1e15), NaN and infinities fall back to
+Python's ``repr`` (``nan``, ``inf``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+import tmlib.models as tm
+from tmlib.errors import InvalidInputError, NotFoundError
+
+#: significant digits of exported floats
+SIGNIFICANT_DIGITS = 10
+#: values per formatting chunk: arrays of this size stay in the CPU cache and
+#: come from the allocator's free lists (large arrays cost page faults each time)
+_CHUNK_VALUES = 16384
+#: rows fetched from the database per round trip
+_FETCH_ROWS = 20000
+
+_P10 = 10 ** np.arange(19, dtype=np.int64)
+_P10F = _P10.astype(np.float64)
+
+
+def _table(kind: str) -> np.ndarray:
+    """4 ASCII digits of 0..9999 packed in uint32 words (NULs where cut)."""
+    rows = []
+    for i in range(10000):
+        text = f"{i:04d}"
+        if kind == "lead":  # leading zeros become NULs (removed at the end)
+            text = (text.lstrip("0") or "0").rjust(4, "\0")
+        elif kind == "trail":
+            text = text.rstrip("0").ljust(4, "\0")
+        rows.append(text.encode())
+    return np.array(rows, dtype="S4").view(np.uint32)
+
+
+#: 4 ASCII digits of 0..9999 packed in a uint32: plain (index i), without leading zeros
+#: (10000 + i), without trailing zeros (20000 + i), nothing (30000 + i)
+_WORDS = np.concatenate(
+    [_table("plain"), _table("lead"), _table("trail"), np.zeros(10000, np.uint32)]
+)
+_PLAIN, _LEAD, _TRAIL, _NOTHING = 0, 10000, 20000, 30000
+
+
+def _word(text: str) -> np.uint32:
+    return np.frombuffer(text.encode().ljust(4, b"\0"), np.uint32)[0]
+
+
+_MINUS, _POINT, _COMMA, _NEWLINE = (_word(c) for c in "-.,\n")
+
+
+def _groups(x: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    out = []
+    for _ in range(n_groups):
+        x, rest = np.divmod(x, 10000)
+        out.append(rest)
+    return out[::-1]
+
+
+def _int_words(x: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """uint32 words of non-negative ints: 4 chars each, NUL for leading zeros."""
+    words = []
+    started = np.zeros(x.shape, bool)
+    for i, group in enumerate(_groups(x, n_groups)):
+        if i == n_groups - 1:
+            table = np.where(started, _PLAIN, _LEAD)
+        else:
+            lead = ~started & (group != 0)
+            table = np.where(started, _PLAIN, np.where(lead, _LEAD, _NOTHING))
+            started |= lead
+        words.append(_WORDS[group + table])
+    return words
+
+
+def _frac_words(x: np.ndarray, n_groups: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Words of fraction digits (`x` scaled to 4*n_groups digits), trailing zeros NUL."""
+    groups = _groups(x, n_groups)
+    last = np.full(x.shape, -1)
+    for i, group in enumerate(groups):
+        last[group != 0] = i
+    words = []
+    for i, group in enumerate(groups):
+        # plain before the last non-zero group, trailing zeros cut in it, nothing after
+        table = 20000 * (i >= last) + 10000 * (i > last)
+        words.append(_WORDS[group + table])
+    return words, last >= 0
+
+
+def _int_column(values: np.ndarray) -> list[np.ndarray]:
+    x = np.asarray(values, dtype=np.int64)
+    magnitude = np.abs(x)
+    top = int(magnitude.max()) if x.size else 0
+    words = [np.where(x < 0, _MINUS, 0)]
+    words += _int_words(magnitude, max(1, -(-len(str(top)) // 4)))
+    return words
+
+
+def _float_column(values: np.ndarray, digits: int) -> list[np.ndarray]:
+    v = np.asarray(values, dtype=np.float64)
+    a = np.abs(v)
+    plain = np.isfinite(v) & ((a == 0) | ((a >= 1e-4) & (a < 1e15)))
+    a = np.where(plain, a, 0.0)
+    e = np.floor(np.log10(a, where=a > 0, out=np.zeros_like(a)))
+    d = np.clip(digits - 1 - e.astype(np.int64), 0, digits + 3)
+    s = np.rint(a * _P10F[d]).astype(np.int64)
+    whole, frac = np.divmod(s, _P10[d])
+    n_frac = -(-int(d.max()) // 4) if v.size else 0
+    frac *= _P10[4 * n_frac - d]  # all fractions to 4*n_frac digits
+    top = int(whole.max()) if v.size else 0
+    words = [np.where(np.signbit(v) & (s > 0), _MINUS, 0)]
+    words += _int_words(whole, max(1, -(-len(str(top)) // 4)))
+    frac_words, has_frac = _frac_words(frac, n_frac)
+    words.append(np.where(has_frac, _POINT, 0))
+    words += frac_words
+    if not plain.all():  # rare values: Python's repr in extra words, the others blanked
+        odd = np.flatnonzero(~plain)
+        for w in words:
+            w[odd] = 0
+        texts = [repr(float(x)).encode() for x in v[odd]]
+        width = -(-max(len(t) for t in texts) // 4)
+        extra = np.zeros((v.size, width), np.uint32)
+        extra[odd] = (
+            np.array([t.ljust(4 * width, b"\0") for t in texts]).view(np.uint32).reshape(-1, width)
+        )
+        words += list(extra.T)
+    return words
+
+
+Column = np.ndarray | bytes
+
+
+def format_rows(columns: Sequence[Column], digits: int = SIGNIFICANT_DIGITS) -> bytes:
+    """CSV lines of a table given by columns, formatted by numpy.
+
+    Parameters
+    ----------
+    columns : sequence
+        Each either a 1D integer array, a 1D or 2D float array (2D: several
+        columns at once, shape (n, k)) or ``bytes`` (the same already escaped
+        text in every row). All arrays have the same number of rows n.
+    digits : int
+        Significant digits of floats.
+
+    Returns
+    -------
+    bytes
+        n lines, each ending with ``\\n``.
+    """
+    n = next((len(c) for c in columns if not isinstance(c, bytes)), None)
+    if n is None:
+        raise ValueError("format_rows needs at least one array column")
+    if n == 0:
+        return b""
+    parts: list[tuple[int, object]] = []  # (width in words, how to fill)
+    for column in columns:
+        if isinstance(column, bytes):
+            width = -(-len(column) // 4) + 1
+            word = np.frombuffer(column.ljust(4 * width - 4, b"\0"), np.uint32)
+            parts.append((width, ("text", word)))
+        elif np.issubdtype(column.dtype, np.integer) or column.dtype == bool:
+            words = _int_column(column)
+            parts.append((len(words) + 1, ("words", words, 1)))
+        else:
+            table = column.reshape(n, -1)
+            if table.shape[1] == 0:
+                continue
+            words = _float_column(table.ravel(), digits)
+            parts.append(((len(words) + 1) * table.shape[1], ("words", words, table.shape[1])))
+    out = np.empty((n, sum(w for w, _ in parts)), np.uint32)
+    start = 0
+    for width, fill in parts:
+        block = out[:, start : start + width]
+        if fill[0] == "text":
+            block[:, :-1] = fill[1]
+            block[:, -1] = _COMMA
+        else:
+            words, k = fill[1], fill[2]
+            cells = block.reshape(n, k, -1)
+            for i, w in enumerate(words):
+                cells[:, :, i] = w.reshape(n, k)
+            cells[:, :, -1] = _COMMA
+        start += width
+    out[:, -1] = _NEWLINE
+    flat = out.view(np.uint8).ravel()
+    return flat[flat != 0].tobytes()
+
+
+def _csv_text(value: object) -> bytes:
+    """One CSV field (quoted where needed) as bytes."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([value])
+    return out.getvalue().encode()
+
+
+def csv_header(names: Sequence[str]) -> bytes:
+    """The header line of a CSV with these column names."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(names)
+    return out.getvalue().encode()
+
+
+# ------------------------------------------------------------------ lookups
+
+
+def get_mapobject_type(session: Session, mapobject_type_id: int) -> tm.MapobjectType:
+    """The object type with that id.
+
+    Raises
+    ------
+    NotFoundError
+    """
+    kind = session.get(tm.MapobjectType, mapobject_type_id)
+    if kind is None:
+        raise NotFoundError(f"object type {mapobject_type_id} does not exist")
+    return kind
+
+
+def sorted_features(kind: tm.MapobjectType) -> list[tm.Feature]:
+    """The features of a type in the order of :attr:`FeatureValues.values` (by id)."""
+    return sorted(kind.features, key=lambda f: f.id)
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """Where a partition (site, well or plate) is: names and grid position."""
+
+    plate_name: str
+    well_name: str | None = None
+    well_pos_y: int | None = None
+    well_pos_x: int | None = None
+
+
+def partitions(
+    session: Session,
+    ref_type: str,
+    plate_name: str | None = None,
+    well_name: str | None = None,
+    well_pos_x: int | None = None,
+    well_pos_y: int | None = None,
+) -> dict[int, SiteInfo]:
+    """The partition keys of objects of a reference type, filtered by location.
+
+    Objects of ``Site`` types have the site id as partition key, ``Well``
+    types the well id, ``Plate`` types the plate id. Filters that do not
+    apply to the type (a well position for wells) are ignored.
+
+    Returns
+    -------
+    dict
+        Partition key to its :class:`SiteInfo`, in plate, well, y, x order.
+
+    Raises
+    ------
+    NotFoundError
+        When a named plate or well does not exist.
+    """
+    if plate_name is not None and not session.scalar(
+        sa.select(tm.Plate.id).where(tm.Plate.name == plate_name)
+    ):
+        raise NotFoundError(f"plate {plate_name!r} does not exist")
+    if ref_type == "Plate":
+        query = sa.select(tm.Plate.id, tm.Plate.name).order_by(tm.Plate.name)
+        if plate_name is not None:
+            query = query.where(tm.Plate.name == plate_name)
+        return {pid: SiteInfo(name) for pid, name in session.execute(query)}
+    if well_name is not None and not session.scalar(
+        sa.select(tm.Well.id).where(tm.Well.name == well_name)
+    ):
+        raise NotFoundError(f"well {well_name!r} does not exist")
+    if ref_type == "Well":
+        query = (
+            sa.select(tm.Well.id, tm.Plate.name, tm.Well.name)
+            .join(tm.Plate, tm.Well.plate_id == tm.Plate.id)
+            .order_by(tm.Plate.name, tm.Well.name)
+        )
+    else:
+        query = (
+            sa.select(tm.Site.id, tm.Plate.name, tm.Well.name, tm.Site.y, tm.Site.x)
+            .join(tm.Well, tm.Site.well_id == tm.Well.id)
+            .join(tm.Plate, tm.Well.plate_id == tm.Plate.id)
+            .order_by(tm.Plate.name, tm.Well.name, tm.Site.y, tm.Site.x)
+        )
+        if well_pos_x is not None:
+            query = query.where(tm.Site.x == well_pos_x)
+        if well_pos_y is not None:
+            query = query.where(tm.Site.y == well_pos_y)
+    if plate_name is not None:
+        query = query.where(tm.Plate.name == plate_name)
+    if well_name is not None:
+        query = query.where(tm.Well.name == well_name)
+    return {row[0]: SiteInfo(*row[1:]) for row in session.execute(query)}
+
+
+def export_filename(
+    experiment_name: str,
+    type_name: str,
+    suffix: str,
+    plate_name: str | None = None,
+    well_name: str | None = None,
+    well_pos_y: int | None = None,
+    well_pos_x: int | None = None,
+    tpoint: int | None = None,
+) -> str:
+    """``<exp>[_<plate>][_<well>][_y<y>][_x<x>][_t<t>]_<type>_<suffix>.csv`` (reference §7.2)."""
+    parts = [experiment_name]
+    if plate_name is not None:
+        parts.append(plate_name)
+    if well_name is not None:
+        parts.append(well_name)
+    if well_pos_y is not None:
+        parts.append(f"y{well_pos_y}")
+    if well_pos_x is not None:
+        parts.append(f"x{well_pos_x}")
+    if tpoint is not None:
+        parts.append(f"t{tpoint}")
+    parts += [type_name, suffix]
+    return "_".join(parts) + ".csv"
+
+
+# ------------------------------------------------------------------ reading
+
+
+def _values_matrix(blobs: Sequence[bytes], n_features: int) -> np.ndarray:
+    """(rows, n_features) float64 of raw FeatureValues arrays (short rows padded with NaN)."""
+    joined = b"".join(blobs)
+    if len(joined) == 8 * n_features * len(blobs):
+        return np.frombuffer(joined, "<f8").reshape(len(blobs), n_features)
+    out = np.full((len(blobs), n_features), np.nan)
+    for i, blob in enumerate(blobs):  # rows written before a feature was added
+        row = np.frombuffer(blob, "<f8")[:n_features]
+        out[i, : row.size] = row
+    return out
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def iter_feature_values(
+    session: Session,
+    mapobject_type_id: int,
+    partition_keys: Sequence[int] | None = None,
+    tpoint: int | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Feature values of a type's objects in chunks, streamed from the database.
+
+    Parameters
+    ----------
+    partition_keys : sequence of int, optional
+        Only objects of these sites (wells, plates); all if None.
+    tpoint : int, optional
+        Only this time point.
+
+    Yields
+    ------
+    mapobject_ids, partition_keys, tpoints : ndarray, shape (k,), int64
+    values : ndarray, shape (k, n_features), float64
+        In the order of :func:`sorted_features`. Rows are ordered by
+        partition key (in the order given), then object id and time point.
+    """
+    kind = get_mapobject_type(session, mapobject_type_id)
+    n_features = len(kind.features)
+    fv, mo = tm.FeatureValues.__table__, tm.Mapobject.__table__
+    base = (
+        sa.select(
+            fv.c.mapobject_id,
+            fv.c.partition_key,
+            fv.c.tpoint,
+            sa.type_coerce(fv.c["values"], sa.LargeBinary),
+        )
+        .join(mo, mo.c.id == fv.c.mapobject_id)
+        .where(mo.c.mapobject_type_id == mapobject_type_id)
+    )
+    if tpoint is not None:
+        base = base.where(fv.c.tpoint == tpoint)
+    if partition_keys is None:
+        queries = [base.order_by(fv.c.mapobject_id, fv.c.tpoint)]
+    else:
+        # one query per group of sites keeps the IN list short and the order by site
+        queries = [
+            base.where(fv.c.partition_key.in_(list(group))).order_by(
+                fv.c.partition_key, fv.c.mapobject_id, fv.c.tpoint
+            )
+            for group in _chunks(list(partition_keys), 500)
+        ]
+    connection = session.connection().execution_options(yield_per=_FETCH_ROWS)
+    for query in queries:
+        result = connection.execute(query)
+        for rows in result.partitions():
+            ids, keys, tpoints, blobs = zip(*rows, strict=True)
+            yield (
+                np.fromiter(ids, np.int64, len(ids)),
+                np.fromiter(keys, np.int64, len(keys)),
+                np.fromiter(tpoints, np.int64, len(tpoints)),
+                _values_matrix(blobs, n_features),
+            )
+
+
+def _row_blocks(n_rows: int, n_columns: int) -> Iterator[slice]:
+    step = max(1, _CHUNK_VALUES // max(n_columns, 1))
+    for start in range(0, n_rows, step):
+        yield slice(start, start + step)
+
+
+def feature_values_csv(
+    experiment_id: int,
+    mapobject_type_id: int,
+    plate_name: str | None = None,
+    well_name: str | None = None,
+    well_pos_x: int | None = None,
+    well_pos_y: int | None = None,
+    tpoint: int | None = None,
+) -> Iterator[bytes]:
+    """The feature-values CSV of a type: ``mapobject_id,<features by id>``, streamed.
+
+    Validation (unknown type, plate or well) happens at the first ``next()``;
+    call :func:`check_export` first to fail before a response starts.
+
+    Yields
+    ------
+    bytes
+        The header, then blocks of lines.
+    """
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        kind = get_mapobject_type(session, mapobject_type_id)
+        names = [f.name for f in sorted_features(kind)]
+        keys = _filter_keys(session, kind.ref_type, plate_name, well_name, well_pos_x, well_pos_y)
+        yield csv_header(["mapobject_id", *names])
+        for ids, _, _, values in iter_feature_values(session, kind.id, keys, tpoint):
+            out = []
+            for block in _row_blocks(len(ids), len(names)):
+                out.append(format_rows([ids[block], values[block]]))
+            yield b"".join(out)
+
+
+def _filter_keys(
+    session: Session,
+    ref_type: str,
+    plate_name: str | None,
+    well_name: str | None,
+    well_pos_x: int | None,
+    well_pos_y: int | None,
+) -> list[int] | None:
+    if plate_name is None and well_name is None and well_pos_x is None and well_pos_y is None:
+        return None
+    return list(partitions(session, ref_type, plate_name, well_name, well_pos_x, well_pos_y))
+
+
+def check_export(
+    experiment_id: int,
+    mapobject_type_id: int,
+    plate_name: str | None = None,
+    well_name: str | None = None,
+    well_pos_x: int | None = None,
+    well_pos_y: int | None = None,
+) -> tuple[str, str]:
+    """Validate an export request; returns (experiment name, type name).
+
+    Raises
+    ------
+    NotFoundError
+        When the type, the plate or the well does not exist.
+    """
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        kind = get_mapobject_type(session, mapobject_type_id)
+        _filter_keys(session, kind.ref_type, plate_name, well_name, well_pos_x, well_pos_y)
+        type_name = kind.name
+    with tm.utils.MainSession() as session:
+        experiment_name = session.get(tm.ExperimentReference, experiment_id).name
+    return experiment_name, type_name
+
+
+def features_table_csv(experiment_id: int, type_name: str) -> Iterator[bytes]:
+    """Every object of a type with where it is (the ``jterator export-features`` table).
+
+    Columns: plate, well, site_y, site_x, tpoint, label, mapobject_id and the
+    features by id; one row per object and time point, site by site.
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment has no objects of that type (at the first ``next()``).
+    """
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        kind = session.scalar(sa.select(tm.MapobjectType).where(tm.MapobjectType.name == type_name))
+        if kind is None:
+            known = ", ".join(session.scalars(sa.select(tm.MapobjectType.name)))
+            raise NotFoundError(f"no objects {type_name!r}; object types: {known or 'none'}")
+        names = [f.name for f in sorted_features(kind)]
+        yield csv_header(["plate", "well", "site_y", "site_x", "tpoint", "label", "mapobject_id",
+                          *names])  # fmt: skip
+        sites = partitions(session, "Site")
+        seg = tm.MapobjectSegmentation.__table__
+        for key, info in sites.items():
+            labels = dict(
+                session.execute(
+                    sa.select(seg.c.mapobject_id, seg.c.label).where(
+                        seg.c.partition_key == key,
+                        seg.c.segmentation_layer_id.in_([layer.id for layer in kind.layers]),
+                    )
+                ).all()
+            )
+            prefix = b",".join(
+                _csv_text(v) for v in (info.plate_name, info.well_name, info.well_pos_y,
+                                       info.well_pos_x)
+            )  # fmt: skip
+            for ids, _, tpoints, values in iter_feature_values(session, kind.id, [key]):
+                order = np.lexsort((ids, tpoints))
+                label = np.array([labels.get(int(i), -1) for i in ids], np.int64)
+                ids, tpoints, label = ids[order], tpoints[order], label[order]
+                values = values[order]
+                out = []
+                for block in _row_blocks(len(ids), len(names)):
+                    out.append(format_rows([prefix, tpoints[block], label[block], ids[block],
+                                            values[block]]))  # fmt: skip
+                yield b"".join(out)
+
+
+# ------------------------------------------------------------------ writing
+
+
+def add_feature_values(
+    experiment_id: int,
+    mapobject_type_id: int,
+    site_id: int,
+    tpoint: int,
+    names: Sequence[str],
+    labels: Sequence[int],
+    values: Sequence[Sequence[float | None]],
+) -> int:
+    """Store feature values of the objects of a site, creating the features.
+
+    The objects are found by their label in the type's segmentations at the
+    site. Values of these objects at this time point are replaced.
+
+    Parameters
+    ----------
+    names : sequence of str
+        p feature names; a type whose features exist must get exactly those.
+    labels : sequence of int
+        n object labels.
+    values : n × p numbers (None for missing)
+
+    Returns
+    -------
+    int
+        Number of objects written.
+
+    Raises
+    ------
+    InvalidInputError
+        Bad shapes, duplicate names or labels, labels without objects, or
+        other features than the type has.
+    NotFoundError
+        Unknown type.
+    """
+    from tmlib.jterator.saving import ensure_features
+
+    names = list(names)
+    labels = [int(x) for x in labels]
+    if not names or any(not isinstance(n, str) or not n.strip() for n in names):
+        raise InvalidInputError("feature names must be non-empty strings")
+    if len(set(names)) != len(names):
+        raise InvalidInputError("feature names must be unique")
+    if len(set(labels)) != len(labels):
+        raise InvalidInputError("object labels must be unique")
+    try:
+        table = np.array(
+            [[np.nan if v is None else v for v in row] for row in values], dtype=np.float64
+        )
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"values must be numbers: {err}") from None
+    if table.shape != (len(labels), len(names)) and not (len(labels) == 0 and table.size == 0):
+        raise InvalidInputError(
+            f"values must be {len(labels)} rows (labels) × {len(names)} columns (names), "
+            f"got shape {table.shape}"
+        )
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        kind = get_mapobject_type(session, mapobject_type_id)
+        type_name = kind.name
+        layer_ids = [layer.id for layer in kind.layers]
+        seg = tm.MapobjectSegmentation.__table__
+        found = dict(
+            session.execute(
+                sa.select(seg.c.label, seg.c.mapobject_id).where(
+                    seg.c.partition_key == site_id, seg.c.segmentation_layer_id.in_(layer_ids)
+                )
+            ).all()
+        )
+    missing = [x for x in labels if x not in found]
+    if missing:
+        raise InvalidInputError(
+            f"site {site_id} has no {type_name} objects with labels "
+            f"{', '.join(map(str, missing[:10]))}; upload their segmentation first"
+        )
+    feature_ids = ensure_features(experiment_id, type_name, names)
+    table = table.reshape(len(labels), len(names))[:, np.argsort(feature_ids)]
+    ids = [found[x] for x in labels]
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        fv = tm.FeatureValues.__table__
+        for group in _chunks(ids, 500):
+            session.execute(
+                sa.delete(fv).where(fv.c.mapobject_id.in_(list(group)), fv.c.tpoint == tpoint)
+            )
+        if ids:
+            session.execute(
+                sa.insert(tm.FeatureValues),
+                [
+                    {"mapobject_id": m, "tpoint": tpoint, "partition_key": site_id, "values": row}
+                    for m, row in zip(ids, table, strict=True)
+                ],
+            )
+    return len(ids)
+
+
+def _get_feature(session: Session, feature_id: int) -> tm.Feature:
+    feature = session.get(tm.Feature, feature_id)
+    if feature is None:
+        raise NotFoundError(f"feature {feature_id} does not exist")
+    return feature
+
+
+def rename_feature(experiment_id: int, feature_id: int, name: str) -> None:
+    """Rename a feature.
+
+    Raises
+    ------
+    NotFoundError, AlreadyExistsError, InvalidInputError
+    """
+    from tmlib.errors import AlreadyExistsError
+
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise InvalidInputError("a feature name must have 1 to 255 characters")
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        feature = _get_feature(session, feature_id)
+        clash = session.scalar(
+            sa.select(tm.Feature.id).where(
+                tm.Feature.mapobject_type_id == feature.mapobject_type_id,
+                tm.Feature.name == name,
+                tm.Feature.id != feature_id,
+            )
+        )
+        if clash is not None:
+            raise AlreadyExistsError(f"the object type already has a feature {name!r}")
+        feature.name = name
+
+
+def delete_feature(experiment_id: int, feature_id: int) -> None:
+    """Delete a feature and its column of every object's values (one transaction).
+
+    Raises
+    ------
+    NotFoundError
+    """
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        feature = _get_feature(session, feature_id)
+        kind = feature.mapobject_type
+        position = [f.id for f in sorted_features(kind)].index(feature_id)
+        n = len(kind.features)
+        fv, mo = tm.FeatureValues.__table__, tm.Mapobject.__table__
+        raw = sa.type_coerce(fv.c["values"], sa.LargeBinary)
+        query = (
+            sa.select(fv.c.mapobject_id, fv.c.tpoint, raw)
+            .join(mo, mo.c.id == fv.c.mapobject_id)
+            .where(mo.c.mapobject_type_id == kind.id)
+        )
+        # read all ids first (small), then rewrite in chunks: no open cursor while updating
+        keys = session.execute(sa.select(query.c.mapobject_id, query.c.tpoint)).all()
+        update = (
+            sa.update(fv)
+            .where(fv.c.mapobject_id == sa.bindparam("m"), fv.c.tpoint == sa.bindparam("t"))
+            .values({"values": sa.bindparam("v", type_=sa.LargeBinary)})
+        )
+        for group in _chunks(keys, 5000):
+            ids = [k[0] for k in group]
+            rows = session.execute(query.where(fv.c.mapobject_id.in_(ids))).all()
+            matrix = _values_matrix([r[2] for r in rows], n)
+            kept = np.delete(matrix, position, axis=1)
+            if rows:
+                session.execute(
+                    update,
+                    [
+                        {"m": r[0], "t": r[1], "v": row.astype("<f8").tobytes()}
+                        for r, row in zip(rows, kept, strict=True)
+                    ],
+                )
+        session.delete(feature)
+
+
+# ------------------------------------------------------------------ metadata
+
+#: location columns of the metadata CSV by reference type
+METADATA_COLUMNS = {
+    "Plate": ["plate_name"],
+    "Well": ["plate_name", "well_name"],
+    "Site": ["plate_name", "well_name", "well_pos_y", "well_pos_x", "tpoint", "zplane", "label",
+             "is_border"],
+}  # fmt: skip
+
+
+def metadata_csv(
+    experiment_id: int,
+    mapobject_type_id: int,
+    plate_name: str | None = None,
+    well_name: str | None = None,
+    well_pos_x: int | None = None,
+    well_pos_y: int | None = None,
+    tpoint: int | None = None,
+) -> Iterator[bytes]:
+    """The metadata CSV of a type, streamed (reference §7.2).
+
+    Columns: ``mapobject_id``, the location columns of the type's reference
+    type (:data:`METADATA_COLUMNS`) and one column per tool result of the
+    type (its name; the object's label value). One row per object and
+    segmentation layer (time point and z-plane). ``is_border`` is 1 where the
+    object's outline touches its site's border.
+    """
+    from tmlib.mosaic import experiment_mosaic
+
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        kind = get_mapobject_type(session, mapobject_type_id)
+        ref_type = kind.ref_type if kind.ref_type in METADATA_COLUMNS else "Site"
+        results = session.execute(
+            sa.select(tm.ToolResult.id, tm.ToolResult.name)
+            .where(tm.ToolResult.mapobject_type_id == kind.id)
+            .order_by(tm.ToolResult.id)
+        ).all()
+        layers = {
+            layer.id: (layer.tpoint, layer.zplane)
+            for layer in kind.layers
+            if tpoint is None or layer.tpoint in (None, tpoint)
+        }
+        keys = partitions(session, ref_type, plate_name, well_name, well_pos_x, well_pos_y)
+        yield csv_header(["mapobject_id", *METADATA_COLUMNS[ref_type], *(r[1] for r in results)])
+        boxes = {}
+        if ref_type == "Site" and keys:
+            aligned = session.scalar(sa.select(sa.func.count()).select_from(tm.SiteShift)) > 0
+            boxes = experiment_mosaic(session, aligned=aligned).sites
+        seg, lv = tm.MapobjectSegmentation.__table__, tm.LabelValues.__table__
+        for group in _chunks(list(keys), 50):
+            rows = session.execute(
+                sa.select(seg.c.mapobject_id, seg.c.partition_key, seg.c.segmentation_layer_id,
+                          seg.c.label, seg.c.geom_polygon)
+                .where(seg.c.partition_key.in_(list(group)),
+                       seg.c.segmentation_layer_id.in_(list(layers)))
+                .order_by(seg.c.partition_key, seg.c.mapobject_id)
+            ).all()  # fmt: skip
+            if not rows:
+                continue
+            labels: dict[tuple[int, int], dict] = {}
+            if results:
+                ids = sorted({r[0] for r in rows})
+                for chunk in _chunks(ids, 500):
+                    for m, t, values in session.execute(
+                        sa.select(lv.c.mapobject_id, lv.c.tpoint, lv.c["values"]).where(
+                            lv.c.mapobject_id.in_(list(chunk))
+                        )
+                    ):
+                        labels[(m, t)] = values or {}
+            out = []
+            for m, key, layer_id, label, polygon in rows:
+                info = keys[key]
+                t, z = layers[layer_id]
+                fields: list[object] = [m, info.plate_name]
+                if ref_type != "Plate":
+                    fields.append(info.well_name)
+                if ref_type == "Site":
+                    fields += [info.well_pos_y, info.well_pos_x, t, z, label,
+                               int(_is_border(polygon, boxes.get(key)))]  # fmt: skip
+                got = labels.get((m, t or 0), {})
+                fields += [got.get(str(r[0]), "") for r in results]
+                out.append(fields)
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows(
+                ["" if v is None else v for v in row] for row in out
+            )
+            yield text.getvalue().encode()
+
+
+def _is_border(polygon: object, box: object) -> bool:
+    """Whether an outline touches the border of its site's box (pixel contours)."""
+    if polygon is None or box is None:
+        return False
+    minx, miny, maxx, maxy = polygon.bounds
+    return minx <= box.x or maxx >= box.right - 1 or -maxy <= box.y or -miny >= box.bottom - 1

@@ -1,0 +1,371 @@
+"""Map tiles: raster tiles from the pyramid containers, vector tiles of objects.
+
+Coordinates follow the mosaic convention (reference §2.3): pixels at the
+highest zoom level, x = column, y = -row. A vector tile (z, x, y) covers
+``256 · 2^(max_zoom - z)`` pixels per side (§7.5).
+
+There is no spatial index in the database: the objects of a tile are found
+through the boxes of the sites (wells, plates) in the mosaic, which are
+computed once per experiment and cached, so only segmentations whose
+partition key (indexed) lies in the tile are loaded, then filtered with
+vectorised shapely.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+import tmlib.models as tm
+from tmlib.errors import InvalidInputError, NotFoundError
+from tmlib.mosaic import experiment_mosaic, pyramid_levels
+from tmlib.tiles import TileReader
+
+TILE_SIZE = 256
+
+
+def tile_bounds(z: int, x: int, y: int, max_zoom: int) -> tuple[float, float, float, float]:
+    """(minx, miny, maxx, maxy) of a tile in map coordinates.
+
+    Examples
+    --------
+    >>> tile_bounds(2, 1, 0, 2)
+    (256, -256, 512, 0)
+    """
+    size = TILE_SIZE * 2 ** (max_zoom - z)
+    return (x * size, -(y + 1) * size, (x + 1) * size, -y * size)
+
+
+def check_tile(z: int, x: int, y: int, max_zoom: int) -> None:
+    """Raise InvalidInputError for a zoom level or position outside the pyramid."""
+    if not 0 <= z <= max_zoom:
+        raise InvalidInputError(f"zoom level z={z} is outside 0..{max_zoom}")
+    if x < 0 or y < 0:
+        raise InvalidInputError(f"tile position x={x}, y={y} must not be negative")
+
+
+# ------------------------------------------------------------------ raster
+
+
+@functools.lru_cache(maxsize=1)
+def black_tile() -> bytes:
+    """A black 256×256 JPEG (what tiles that are not stored show)."""
+    from tmlib.pyramid import encode_tile
+
+    return encode_tile(np.zeros((TILE_SIZE, TILE_SIZE), np.uint8))
+
+
+_readers: dict[tuple[int, int], tuple[str, int, TileReader]] = {}
+_paths: dict[tuple[int, int], tuple[str, int]] = {}
+_lock = threading.Lock()
+
+
+def _layer_info(experiment_id: int, channel_layer_id: int) -> tuple[str, int]:
+    key = (experiment_id, channel_layer_id)
+    found = _paths.get(key)
+    if found is not None:
+        return found
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        layer = session.get(tm.ChannelLayer, channel_layer_id)
+        if layer is None:
+            raise NotFoundError(f"channel layer {channel_layer_id} does not exist")
+        experiment = session.scalars(sa.select(tm.Experiment)).one()
+        found = (layer.location, (experiment.pyramid_depth or 1) - 1)
+    _paths[key] = found
+    return found
+
+
+def raster_tile(experiment_id: int, channel_layer_id: int, z: int, x: int, y: int) -> bytes:
+    """JPEG bytes of a raster tile (black where none is stored).
+
+    Readers of the layers' containers stay open between calls (keyed by the
+    container's path and modification time, so a rebuilt pyramid is seen).
+
+    Raises
+    ------
+    NotFoundError
+        Unknown layer, or its pyramid is not built.
+    InvalidInputError
+        A zoom level outside the pyramid or a negative position.
+    """
+    key = (experiment_id, channel_layer_id)
+    path, max_zoom = _layer_info(experiment_id, channel_layer_id)
+    check_tile(z, x, y, max_zoom)
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        _paths.pop(key, None)
+        raise NotFoundError(
+            f"channel layer {channel_layer_id} has no pyramid; run illuminati"
+        ) from None
+    cached = _readers.get(key)
+    if cached is None or cached[0] != path or cached[1] != mtime:
+        with _lock:
+            cached = _readers.get(key)
+            if cached is None or cached[0] != path or cached[1] != mtime:
+                _paths.pop(key, None)
+                path, max_zoom = _layer_info(experiment_id, channel_layer_id)
+                cached = (path, mtime, TileReader(path))
+                _readers[key] = cached
+    if x >= 2**24 or y >= 2**24:
+        return black_tile()
+    return cached[2].get_tile(z, y, x) or black_tile()
+
+
+def raster_tile_version(experiment_id: int, channel_layer_id: int) -> int:
+    """Modification time (ns) of the container serving a layer (for ETags); 0 if unknown."""
+    cached = _readers.get((experiment_id, channel_layer_id))
+    return cached[1] if cached else 0
+
+
+# ------------------------------------------------------------------ vector
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """Mosaic boxes of one kind of partition, as arrays in map coordinates."""
+
+    ids: np.ndarray
+    minx: np.ndarray
+    miny: np.ndarray
+    maxx: np.ndarray
+    maxy: np.ndarray
+
+    def intersecting(self, bounds: Sequence[float]) -> list[int]:
+        minx, miny, maxx, maxy = bounds
+        hit = (self.minx <= maxx) & (self.maxx >= minx) & (self.miny <= maxy) & (self.maxy >= miny)
+        return self.ids[hit].tolist()
+
+
+@dataclass(frozen=True)
+class ExperimentGeometry:
+    max_zoom: int
+    boxes: dict[str, Boxes]  # by reference type
+
+
+_geometry: dict[tuple[int, tuple], ExperimentGeometry] = {}
+
+
+def _signature(session: Session) -> tuple:
+    return tuple(
+        session.execute(
+            sa.select(
+                sa.select(sa.func.count(tm.Site.id)).scalar_subquery(),
+                sa.select(sa.func.max(tm.Site.id)).scalar_subquery(),
+                sa.select(sa.func.max(tm.Well.id)).scalar_subquery(),
+                sa.select(sa.func.max(tm.Plate.id)).scalar_subquery(),
+                sa.select(sa.func.max(tm.Experiment.pyramid_depth)).scalar_subquery(),
+            )
+        ).one()
+    )
+
+
+def experiment_geometry(session: Session, experiment_id: int) -> ExperimentGeometry:
+    """Max zoom and the boxes of plates, wells and sites (cached per experiment layout)."""
+    key = (experiment_id, _signature(session))
+    found = _geometry.get(key)
+    if found is not None:
+        return found
+    mosaic = experiment_mosaic(session)
+    depth = session.scalar(sa.select(tm.Experiment.pyramid_depth))
+    if depth is None:
+        depth = len(pyramid_levels(mosaic.height, mosaic.width))
+
+    def arrays(boxes: dict) -> Boxes:
+        items = sorted(boxes.items())
+        ids = np.array([i for i, _ in items], np.int64)
+        b = np.array([(v.x, -v.bottom, v.right, -v.y) for _, v in items], np.float64)
+        b = b.reshape(-1, 4)
+        return Boxes(ids, b[:, 0], b[:, 1], b[:, 2], b[:, 3])
+
+    found = ExperimentGeometry(
+        depth - 1,
+        {"Plate": arrays(mosaic.plates), "Well": arrays(mosaic.wells),
+         "Site": arrays(mosaic.sites)},
+    )  # fmt: skip
+    for old in [k for k in _geometry if k[0] == experiment_id]:
+        _geometry.pop(old, None)
+    _geometry[key] = found
+    return found
+
+
+def layer_thresholds(layer: tm.SegmentationLayer, max_zoom: int) -> tuple[int, int]:
+    """(polygon, centroid) zoom thresholds; unset ones as for segmented objects (§7.5)."""
+    polygon = layer.polygon_thresh
+    if polygon is None:
+        polygon = max(max_zoom - 4, 0)
+    centroid = layer.centroid_thresh
+    if centroid is None:
+        centroid = max(polygon - 2, 0)
+    return polygon, centroid
+
+
+@dataclass
+class TileObjects:
+    """Objects of a vector tile: ids, geometries and the object type's name."""
+
+    ids: np.ndarray
+    geometries: np.ndarray
+    type_name: str
+    tpoint: int
+
+
+def tile_objects(
+    experiment_id: int, segmentation_layer_id: int, z: int, x: int, y: int
+) -> TileObjects:
+    """The objects of a segmentation layer in a tile, as shown at zoom `z`.
+
+    Polygons simplified with tolerance ``(max_zoom - z)² + 1`` at or above
+    the layer's polygon threshold, centroids from its centroid threshold,
+    nothing below.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown layer.
+    InvalidInputError
+        A zoom level outside the pyramid or a negative position.
+    """
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        layer = session.get(tm.SegmentationLayer, segmentation_layer_id)
+        if layer is None:
+            raise NotFoundError(f"segmentation layer {segmentation_layer_id} does not exist")
+        kind = layer.mapobject_type
+        geometry = experiment_geometry(session, experiment_id)
+        max_zoom = geometry.max_zoom
+        check_tile(z, x, y, max_zoom)
+        polygon_thresh, centroid_thresh = layer_thresholds(layer, max_zoom)
+        empty = TileObjects(np.zeros(0, np.int64), np.zeros(0, object), kind.name,
+                            layer.tpoint or 0)  # fmt: skip
+        if z < centroid_thresh and z < polygon_thresh:
+            return empty
+        polygons = z >= polygon_thresh
+        bounds = tile_bounds(z, x, y, max_zoom)
+        boxes = geometry.boxes.get(kind.ref_type, geometry.boxes["Site"])
+        keys = boxes.intersecting(bounds)
+        if not keys:
+            return empty
+        seg = tm.MapobjectSegmentation.__table__
+        columns = [seg.c.mapobject_id, sa.type_coerce(seg.c.geom_centroid, sa.LargeBinary)]
+        if polygons:
+            columns.append(sa.type_coerce(seg.c.geom_polygon, sa.LargeBinary))
+        rows = []
+        for start in range(0, len(keys), 500):
+            rows += session.execute(
+                sa.select(*columns).where(
+                    seg.c.segmentation_layer_id == layer.id,
+                    seg.c.partition_key.in_(keys[start : start + 500]),
+                )
+            ).all()
+    if not rows:
+        return empty
+    ids = np.array([r[0] for r in rows], np.int64)
+    shapes = shapely.from_wkb(np.array([r[-1] if r[-1] is not None else r[1] for r in rows],
+                                       dtype=object))  # fmt: skip
+    if polygons:
+        is_polygon = shapely.get_type_id(shapes) == 3
+    box = shapely.box(*bounds)
+    hit = shapely.intersects(shapes, box)
+    ids, shapes = ids[hit], shapes[hit]
+    if polygons:
+        is_polygon = is_polygon[hit]
+        tolerance = (max_zoom - z) ** 2 + 1
+        shapes[is_polygon] = shapely.simplify(shapes[is_polygon], tolerance,
+                                              preserve_topology=True)  # fmt: skip
+    return TileObjects(ids, shapes, kind.name, layer.tpoint or 0)
+
+
+def feature_collection(objects: TileObjects, labels: dict[int, object] | None = None) -> bytes:
+    """The GeoJSON FeatureCollection of a tile's objects (ids as decimal strings).
+
+    ``properties.type`` is the object type's name; with `labels`,
+    ``properties.label`` is each object's label (null where none).
+    """
+    geometries = shapely.to_geojson(objects.geometries) if len(objects.ids) else []
+    type_name = json.dumps(objects.type_name)
+    parts = []
+    for mapobject_id, geometry in zip(objects.ids.tolist(), geometries, strict=True):
+        properties = f'{{"type":{type_name}'
+        if labels is not None:
+            properties += f',"label":{json.dumps(_jsonable(labels.get(mapobject_id)))}'
+        parts.append(
+            f'{{"type":"Feature","id":"{mapobject_id}","geometry":{geometry},'
+            f'"properties":{properties}}}}}'
+        )
+    return ('{"type":"FeatureCollection","features":[' + ",".join(parts) + "]}").encode()
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def tile_labels(
+    experiment_id: int, mapobject_type_name: str, result_name: str, objects: TileObjects
+) -> dict[int, object]:
+    """Label values of a tool result for a tile's objects.
+
+    A heat map's labels are the values of its feature (``attributes.feature_id``);
+    other results' labels are their :class:`~tmlib.models.LabelValues`.
+
+    Raises
+    ------
+    NotFoundError
+        When the object type has no tool result of that name.
+    """
+    ids = objects.ids.tolist()
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        result = session.scalar(
+            sa.select(tm.ToolResult)
+            .join(tm.MapobjectType, tm.ToolResult.mapobject_type_id == tm.MapobjectType.id)
+            .where(tm.ToolResult.name == result_name, tm.MapobjectType.name == mapobject_type_name)
+        )
+        if result is None:
+            raise NotFoundError(
+                f"objects {mapobject_type_name} have no tool result {result_name!r}"
+            )
+        labels: dict[int, object] = {}
+        if result.type == "HeatmapToolResult":
+            feature_id = int((result.attributes or {}).get("feature_id", -1))
+            order = list(
+                session.scalars(
+                    sa.select(tm.Feature.id)
+                    .where(tm.Feature.mapobject_type_id == result.mapobject_type_id)
+                    .order_by(tm.Feature.id)
+                )
+            )
+            if feature_id not in order:
+                return labels
+            position = order.index(feature_id)
+            fv = tm.FeatureValues.__table__
+            for start in range(0, len(ids), 500):
+                for m, blob in session.execute(
+                    sa.select(fv.c.mapobject_id, sa.type_coerce(fv.c["values"], sa.LargeBinary))
+                    .where(fv.c.mapobject_id.in_(ids[start : start + 500]),
+                           fv.c.tpoint == objects.tpoint)
+                ):  # fmt: skip
+                    values = np.frombuffer(blob, "<f8")
+                    if position < values.size:
+                        labels[m] = float(values[position])
+            return labels
+        key = str(result.id)
+        lv = tm.LabelValues.__table__
+        for start in range(0, len(ids), 500):
+            for m, values in session.execute(
+                sa.select(lv.c.mapobject_id, lv.c["values"]).where(
+                    lv.c.mapobject_id.in_(ids[start : start + 500]), lv.c.tpoint == objects.tpoint
+                )
+            ):
+                if values and key in values:
+                    labels[m] = values[key]
+        return labels
