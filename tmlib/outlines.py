@@ -109,13 +109,19 @@ def rasterize(
     """
     image = np.zeros(shape, np.int32)
     row0, col0 = offset
-    for polygon, label in zip(polygons, labels, strict=True):
-        if polygon is None or polygon.is_empty:
-            continue
+    pairs = [
+        (p, x) for p, x in zip(polygons, labels, strict=True) if p is not None and not p.is_empty
+    ]
+    # largest outline first: an object lying in another's hole is drawn after that hole is cleared
+    pairs.sort(key=lambda pair: -shapely.Polygon(pair[0].exterior).area)
+    for polygon, label in pairs:
         exterior = _pixels(polygon.exterior.coords, row0, col0)
         cv2.fillPoly(image, [exterior], int(label))
         for interior in polygon.interiors:
-            cv2.fillPoly(image, [_pixels(interior.coords, row0, col0)], 0)
+            ring = _pixels(interior.coords, row0, col0)
+            cv2.fillPoly(image, [ring], 0)
+            # a hole's contour runs over the object's own pixels: draw them back
+            cv2.polylines(image, [ring], True, int(label), 1)
     return image
 
 
