@@ -3,13 +3,20 @@
 This is what ``tm_workflow``, the step programs' ``submit`` and the server
 call. A submission is a :class:`~tmlib.models.Submission` with a job tree in
 the ``tasks`` table; the engine runs it in the calling process (in the
-foreground), and everything it does is in the database as it happens.
+foreground), or, with :func:`start_detached`, in a background process of its
+own that outlives the caller (what the server uses). Everything the engine
+does is in the database as it happens, so any process can show the status.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +27,29 @@ from sqlalchemy.orm import Session
 
 import tmlib.models as tm
 from tmlib.config import load_settings
-from tmlib.errors import InvalidInputError, NotFoundError
+from tmlib.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from tmlib.models.session import main_engine
 from tmlib.workflow import args as arguments
 from tmlib.workflow.description import FILENAME, WorkflowDescription
 from tmlib.workflow.jobs.backends import Backend, LocalBackend
-from tmlib.workflow.jobs.engine import PARALLEL, SEQUENTIAL, Engine, Result, TaskSpec, persist
+from tmlib.workflow.jobs.engine import (
+    PARALLEL,
+    SEQUENTIAL,
+    Engine,
+    Result,
+    TaskSpec,
+    job_spec,
+    persist,
+)
 from tmlib.workflow.jobs.job import LIVE_STATES, Resources, State
 from tmlib.workflow.step import COMMAND_PREFIX, ENTRY_POINT, Step, get_step
+
+
+class SubmissionRunningError(InvalidInputError, AlreadyExistsError):
+    """A submission of that program is still running: wait for it or kill it first.
+
+    Bad input on the command line (exit 2); a conflict (409) over HTTP.
+    """
 
 
 def make_backend(name: str | None = None, cores: int | None = None) -> Backend:
@@ -176,16 +198,215 @@ class Run:
             self.session.close()
 
 
+@contextlib.contextmanager
+def _submission_lock(experiment_id: int, location: str | os.PathLike):
+    """Serialise "is one running? then start one" per experiment (across processes)."""
+    directory = Path(location) / "workflow"
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".submit.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _record_engine(root: tm.Task, pid: int) -> None:
+    # JSON columns do not notice in-place changes: assign a new dict
+    root.data = {**(root.data or {}), "engine": {"pid": pid, "host": os.uname().nodename}}
+
+
 def _start(experiment_id: int, program: str, tree: TaskSpec, backend: Backend | None) -> Run:
     session = Session(main_engine(), expire_on_commit=False)
-    ref = experiment_reference(session, experiment_id)
-    _refuse_if_running(session, experiment_id, program)
-    submission = tm.Submission(program=program, experiment_id=experiment_id, user_id=ref.user_id)
-    session.add(submission)
-    root = persist(session, submission, tree)
-    session.commit()
+    try:
+        ref = experiment_reference(session, experiment_id)
+        with _submission_lock(experiment_id, ref.location):
+            _refuse_if_running(session, experiment_id, program)
+            submission = tm.Submission(
+                program=program, experiment_id=experiment_id, user_id=ref.user_id
+            )
+            session.add(submission)
+            root = persist(session, submission, tree)
+            # this process drives it: a second submit refuses from now on
+            _record_engine(root, os.getpid())
+            session.commit()
+    except BaseException:
+        session.close()
+        raise
     engine = Engine(session, backend or make_backend(), root, make_expander(experiment_id))
     return Run(session, submission, engine)
+
+
+def engine_log_path(location: str | os.PathLike, program: str, submission_id: int) -> Path:
+    """Where a detached engine writes its output: ``<experiment>/workflow/engine/``."""
+    return Path(location) / "workflow" / "engine" / f"{program}_{submission_id}.log"
+
+
+def start_detached(
+    experiment_id: int,
+    program: str,
+    tree: TaskSpec,
+    *,
+    exclusive: bool = True,
+    user_id: int | None = None,
+) -> int:
+    """Persist a submission of `tree` and run it in a background process.
+
+    The submission and its job tree are stored (and committed) as for a
+    foreground submission; then ``python -m tmlib.workflow.detached
+    SUBMISSION_ID`` is started in a session (process group) of its own, with
+    stdin from ``/dev/null`` and stdout/stderr appended to
+    :func:`engine_log_path`, so that it drives the jobs to the end even if
+    the caller (e.g. the server) exits or restarts. Its pid is stored in the
+    root task (``data["engine"]``), so :func:`kill_submission` and the
+    refusal of a second submission find it. Status, kill and logs work from
+    any process through the database (:func:`submission_status`,
+    :func:`kill_submission`, :func:`job_log`).
+
+    Parameters
+    ----------
+    experiment_id : int
+    program : str
+        What the submission runs (``workflow``, ``jtui``, ``tool`` ...); the
+        value of ``submissions.program``.
+    tree : TaskSpec
+        Jobs and collections to run, e.g. a single job
+        ``TaskSpec(name, "ToolJob", job=JobSpec(name, command, resources, log_dir))``
+        or a parallel collection of jobs. Expandable collections are expanded
+        by the workflow steps' expander.
+    exclusive : bool, optional
+        Refuse while the last submission of `program` for the experiment is
+        still running (default). Pass False for programs whose submissions may
+        run side by side (each then is addressed by its submission id).
+    user_id : int, optional
+        Who submits (default: the experiment's owner).
+
+    Returns
+    -------
+    int
+        The submission id.
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    SubmissionRunningError
+        When `exclusive` and a submission of `program` is still running.
+    """
+    with tm.utils.MainSession() as session:
+        ref = experiment_reference(session, experiment_id)
+        location = ref.location
+        owner = ref.user_id
+    with _submission_lock(experiment_id, location):
+        with tm.utils.MainSession() as session:
+            if exclusive:
+                _refuse_if_running(session, experiment_id, program)
+            submission = tm.Submission(
+                program=program, experiment_id=experiment_id, user_id=user_id or owner
+            )
+            session.add(submission)
+            persist(session, submission, tree)
+            session.flush()
+            submission_id = submission.id
+        _spawn_engine(submission_id, engine_log_path(location, program, submission_id))
+    return submission_id
+
+
+def _spawn_engine(submission_id: int, log_path: Path) -> int:
+    """Start the detached engine of a submission; returns its pid once it is recorded.
+
+    Two pipes make the start deterministic: the engine writes to the first once
+    its SIGTERM handler is in place (a kill right after the submission is never
+    lost), and it waits until we close the second, which happens only after
+    its pid is committed (a second submission cannot slip in between, and the
+    engine never overwrites the record).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    up_read, up_write = os.pipe()
+    ready_read, ready_write = os.pipe()
+    try:
+        with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tmlib.workflow.detached",
+                    str(submission_id),
+                    "--up-fd",
+                    str(up_write),
+                    "--ready-fd",
+                    str(ready_read),
+                ],  # fmt: skip
+                stdin=devnull,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+                pass_fds=(up_write, ready_read),
+                start_new_session=True,  # signals to the server's group do not reach it
+                cwd=log_path.parent,
+            )
+        os.close(up_write)
+        up_write = -1
+        if not _read_byte(up_read, timeout=60):
+            process.kill()
+            process.wait()
+            raise RuntimeError(
+                f"the engine of submission {submission_id} did not start; see {log_path}"
+            )
+        with tm.utils.MainSession() as session:
+            submission = session.get(tm.Submission, submission_id)
+            root = session.get(tm.Task, submission.top_task_id)
+            _record_engine(root, process.pid)
+    finally:
+        for fd in (up_read, up_write, ready_read):
+            if fd >= 0:
+                os.close(fd)
+        os.close(ready_write)  # the engine starts now
+    _DETACHED.append(process)
+    _reap()
+    return process.pid
+
+
+def _read_byte(fd: int, timeout: float) -> bool:
+    """Whether a byte arrives on `fd` within `timeout` seconds (False on EOF)."""
+    import select
+
+    ready, _, _ = select.select([fd], [], [], timeout)
+    return bool(ready) and os.read(fd, 1) == b"1"
+
+
+#: detached engines started by this process (polled so that none stays a zombie)
+_DETACHED: list[subprocess.Popen] = []
+
+
+def _reap() -> None:
+    _DETACHED[:] = [p for p in _DETACHED if p.poll() is None]
+
+
+def _workflow_tree(
+    experiment_id: int,
+    description: WorkflowDescription | None,
+    start_stage: str | int | None,
+    verbosity: int,
+) -> TaskSpec:
+    description = (description or load_description(experiment_id)).active()
+    names = [s.name for s in description.stages]
+    if isinstance(start_stage, int):
+        if not 0 <= start_stage < len(names):
+            raise InvalidInputError(
+                f"no stage at index {start_stage}: the workflow has {len(names)} active "
+                f"stage(s): {', '.join(names)}"
+            )
+        start_stage = names[start_stage]
+    if start_stage is not None:
+        if start_stage not in names:
+            raise InvalidInputError(
+                f"no active stage {start_stage!r} in the workflow; stages: {', '.join(names)}"
+            )
+        description.stages = description.stages[names.index(start_stage) :]
+    if not description.stages:
+        raise InvalidInputError("the workflow description has no active stage")
+    return workflow_tree(experiment_id, description, verbosity)
 
 
 def submit_workflow(
@@ -203,19 +424,91 @@ def submit_workflow(
     ------
     InvalidInputError
         For an invalid description or an unknown stage.
+    SubmissionRunningError
+        When a workflow submission of the experiment is still running.
     """
-    description = (description or load_description(experiment_id)).active()
-    if start_stage is not None:
-        names = [s.name for s in description.stages]
-        if start_stage not in names:
-            raise InvalidInputError(
-                f"no active stage {start_stage!r} in the workflow; stages: {', '.join(names)}"
-            )
-        description.stages = description.stages[names.index(start_stage) :]
-    if not description.stages:
-        raise InvalidInputError("the workflow description has no active stage")
-    tree = workflow_tree(experiment_id, description, verbosity)
+    tree = _workflow_tree(experiment_id, description, start_stage, verbosity)
     return _start(experiment_id, "workflow", tree, backend)
+
+
+def submit_workflow_detached(
+    experiment_id: int,
+    description: WorkflowDescription | None = None,
+    start_stage: str | int | None = None,
+    verbosity: int = 0,
+) -> int:
+    """Submit the experiment's workflow (from `start_stage` on) to a background engine.
+
+    `start_stage` is a stage name or the index of a stage among the active ones.
+
+    Like :func:`submit_workflow`, but the jobs are driven by a process of its
+    own (:func:`start_detached`); returns at once with the submission id.
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    InvalidInputError
+        For an invalid description or an unknown stage.
+    SubmissionRunningError
+        When a workflow submission of the experiment is still running.
+    """
+    tree = _workflow_tree(experiment_id, description, start_stage, verbosity)
+    return start_detached(experiment_id, "workflow", tree)
+
+
+def stage_names(experiment_id: int) -> list[str]:
+    """Names of the active stages of the experiment's workflow, in order."""
+    return [s.name for s in load_description(experiment_id).active().stages]
+
+
+def save_description(experiment_id: int, data: Any) -> WorkflowDescription:
+    """Validate a description (parsed YAML or JSON) and store it as the experiment's.
+
+    Accepts what :func:`describe` returns (the extra keys are ignored).
+
+    Raises
+    ------
+    InvalidInputError
+        When it is invalid; nothing is written then.
+    """
+    description = WorkflowDescription.from_dict(data)
+    description.save(description_path(experiment_id))
+    return description
+
+
+def describe(description: WorkflowDescription) -> dict[str, Any]:
+    """A description for an editor: each step with ``fullname`` and ``help``, each argument
+    with ``name, value, default, required, disabled, help, choices`` (reference §3.3)."""
+
+    def argument(arg: arguments.Argument, value: Any, disabled: bool = False) -> dict[str, Any]:
+        return {
+            "name": arg.name,
+            "value": value,
+            "default": arg.default,
+            "required": arg.required,
+            "disabled": disabled,
+            "help": arg.help,
+            "choices": list(arg.choices) if arg.choices else None,
+        }
+
+    data = description.to_dict()
+    for stage in data["stages"]:
+        for step in stage["steps"]:
+            cls = get_step(step["name"])
+            batch = dict((a["name"], a["value"]) for a in step["batch_args"])
+            submission = dict((a["name"], a["value"]) for a in step["submission_args"])
+            step["fullname"] = cls.fullname
+            step["help"] = cls.description
+            # plotting needs one site per job: the UI's debug runs do it, not the workflow
+            step["batch_args"] = [
+                argument(a, batch.get(a.name, a.default), disabled=a.name == "plot")
+                for a in cls.batch_args
+            ]
+            step["submission_args"] = [
+                argument(a, submission.get(a.name, a.default)) for a in arguments.SUBMISSION_ARGS
+            ]
+    return data
 
 
 def submit_step(
@@ -240,7 +533,7 @@ def _refuse_if_running(session: Session, experiment_id: int, program: str) -> No
     root = session.get(tm.Task, previous.top_task_id)
     if root is not None and _engine_alive(root):
         session.close()
-        raise InvalidInputError(
+        raise SubmissionRunningError(
             f"submission {previous.id} of experiment {experiment_id} is still running "
             f"(process {root.data['engine']['pid']}); wait for it or kill it first"
         )
@@ -272,25 +565,46 @@ def resume(experiment_id: int, program: str = "workflow", backend: Backend | Non
     ------
     NotFoundError
         When there is nothing to resume.
-    InvalidInputError
+    SubmissionRunningError
         When that submission's engine is still running.
     """
+    with tm.utils.MainSession() as session:
+        submission_id = last_submission(session, experiment_id, program).id
+    return resume_submission(submission_id, backend)
+
+
+def resume_submission(submission_id: int, backend: Backend | None = None) -> Run:
+    """Continue a submission (what a detached engine runs); see :func:`resume`.
+
+    Raises
+    ------
+    NotFoundError
+        When the submission does not exist.
+    SubmissionRunningError
+        When another engine is driving it.
+    """
     session = Session(main_engine(), expire_on_commit=False)
-    submission = last_submission(session, experiment_id, program)
+    submission = session.get(tm.Submission, submission_id)
+    if submission is None or submission.top_task_id is None:
+        session.close()
+        raise NotFoundError(f"submission {submission_id} does not exist")
     root = session.get(tm.Task, submission.top_task_id)
     assert root is not None
     if _engine_alive(root):
         session.close()
-        raise InvalidInputError(
-            f"the last {program} submission of experiment {experiment_id} is still running "
+        raise SubmissionRunningError(
+            f"the last {submission.program} submission of experiment "
+            f"{submission.experiment_id} is still running "
             f"(process {root.data['engine']['pid']}); kill it first"
         )
+    experiment_id = submission.experiment_id
     engine = Engine(session, backend or make_backend(), root, make_expander(experiment_id))
     engine.prepare_resume()
     return Run(session, submission, engine)
 
 
-def _engine_alive(root: tm.Task) -> bool:
+def _engine_process_alive(root: tm.Task) -> bool:
+    """Whether the process recorded as the tree's engine still runs (on this host)."""
     info = (root.data or {}).get("engine")
     if not info or info.get("host") != os.uname().nodename:
         return False
@@ -300,19 +614,49 @@ def _engine_alive(root: tm.Task) -> bool:
         cmdline = Path(f"/proc/{info['pid']}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"python" in cmdline and root.state != State.TERMINATED
+    return b"python" in cmdline  # a zombie's is empty; a reused pid is rarely python
+
+
+def _engine_alive(root: tm.Task) -> bool:
+    return _engine_process_alive(root) and root.state != State.TERMINATED
 
 
 def kill(experiment_id: int, program: str = "workflow") -> int:
-    """Stop the last submission: its engine if alive, else its running jobs.
+    """Stop the last submission of `program`: its engine if alive, else its running jobs.
 
     Returns
     -------
     int
         Number of jobs (or engines) signalled.
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment has no such submission.
     """
     with tm.utils.MainSession() as session:
-        submission = last_submission(session, experiment_id, program)
+        submission_id = last_submission(session, experiment_id, program).id
+    return kill_submission(submission_id)
+
+
+def kill_submission(submission_id: int) -> int:
+    """Stop a submission: SIGTERM its engine if alive (which kills the jobs and
+    records it), else SIGTERM its running jobs and mark the tree failed.
+
+    Returns
+    -------
+    int
+        Number of jobs (or engines) signalled.
+
+    Raises
+    ------
+    NotFoundError
+        When the submission does not exist.
+    """
+    with tm.utils.MainSession() as session:
+        submission = session.get(tm.Submission, submission_id)
+        if submission is None or submission.top_task_id is None:
+            raise NotFoundError(f"submission {submission_id} does not exist")
         root = session.get(tm.Task, submission.top_task_id)
         assert root is not None
         if _engine_alive(root):
@@ -336,22 +680,94 @@ def kill(experiment_id: int, program: str = "workflow") -> int:
                     pass
             job.state, job.exitcode = State.TERMINATED, -signal.SIGTERM
         # the dead engine cannot close its collections: they failed
-        session.execute(
-            sa.update(tm.Task)
-            .where(
-                tm.Task.submission_id == submission.id,
-                tm.Task.is_collection.is_(True),
-                tm.Task.state != State.TERMINATED,
-            )
-            .values(state=State.TERMINATED, exitcode=1)
-        )
+        _close_collections(session, submission.id)
         return killed
 
 
-def status(experiment_id: int, program: str = "workflow", depth: int | None = None) -> dict:
-    """The status tree of the last submission (see :func:`task_status`)."""
+def _close_collections(session: Session, submission_id: int) -> None:
+    session.execute(
+        sa.update(tm.Task)
+        .where(
+            tm.Task.submission_id == submission_id,
+            tm.Task.is_collection.is_(True),
+            tm.Task.state != State.TERMINATED,
+        )
+        .values(state=State.TERMINATED, exitcode=1)
+    )
+
+
+def close_unfinished(submission_id: int) -> None:
+    """After a kill: mark the unfinished collections of a submission failed (TERMINATED,
+    exit code 1), so that its status says it ended. Jobs that never started stay NEW.
+    """
     with tm.utils.MainSession() as session:
-        submission = last_submission(session, experiment_id, program)
+        _close_collections(session, submission_id)
+
+
+def wait_for_engine(submission_id: int, timeout: float) -> bool:
+    """Wait until a submission's engine has ended (True) or `timeout` seconds passed (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap()
+        with tm.utils.MainSession() as session:
+            submission = session.get(tm.Submission, submission_id)
+            if submission is None or submission.top_task_id is None:
+                raise NotFoundError(f"submission {submission_id} does not exist")
+            root = session.get(tm.Task, submission.top_task_id)
+            if not _engine_process_alive(root):
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def status(experiment_id: int, program: str = "workflow", depth: int | None = None) -> dict:
+    """The status tree of the last submission of `program` (see :func:`task_status`).
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment has no such submission.
+    """
+    with tm.utils.MainSession() as session:
+        submission_id = last_submission(session, experiment_id, program).id
+    return submission_status(submission_id, depth)
+
+
+def status_or_none(
+    experiment_id: int, program: str = "workflow", depth: int | None = None
+) -> dict | None:
+    """Like :func:`status`, but None when nothing was submitted yet.
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    """
+    with tm.utils.MainSession() as session:
+        experiment_reference(session, experiment_id)
+        try:
+            submission_id = last_submission(session, experiment_id, program).id
+        except NotFoundError:
+            return None
+    return submission_status(submission_id, depth)
+
+
+def submission_status(submission_id: int, depth: int | None = None) -> dict:
+    """The status tree of a submission, `depth` levels deep (None: all).
+
+    The root also has ``submission_id``.
+
+    Raises
+    ------
+    NotFoundError
+        When the submission does not exist.
+    """
+    with tm.utils.MainSession() as session:
+        submission = session.get(tm.Submission, submission_id)
+        if submission is None or submission.top_task_id is None:
+            raise NotFoundError(f"submission {submission_id} does not exist")
+        # collections count their jobs' results: all tasks are read, whatever the depth
         tasks = session.scalars(
             sa.select(tm.Task).where(tm.Task.submission_id == submission.id).order_by(tm.Task.id)
         ).all()
@@ -405,3 +821,135 @@ def task_status(
     }
     node["subtasks"] = subtasks if depth is None or depth > 0 else []
     return node
+
+
+# ----------------------------------------------------------------------- jobs
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_jobs(
+    experiment_id: int,
+    step_name: str,
+    phase: str | None = None,
+    name: str | None = None,
+    index: int = 0,
+    batch_size: int | None = None,
+    program: str = "workflow",
+) -> list[dict]:
+    """The jobs of a step in the last submission, in the order they were created.
+
+    Parameters
+    ----------
+    experiment_id : int
+    step_name : str
+        e.g. ``imextract``.
+    phase : str, optional
+        ``init``, ``run`` or ``collect`` (illuminati's ``run-NN`` phases count as ``run``).
+    name : str, optional
+        Only the job of that name.
+    index : int, optional
+        First job to return; a negative index counts from the end (``-10``: the last ten).
+    batch_size : int, optional
+        At most this many jobs (default: all).
+    program : str, optional
+        Which submissions (default ``workflow``).
+
+    Returns
+    -------
+    list of dict
+        Status nodes (:func:`task_status`, without subtasks); empty before any
+        submission or when the step has no such jobs.
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    InvalidInputError
+        For an unknown phase or a negative batch size.
+    """
+    if phase is not None and phase not in ("init", "run", "collect"):
+        raise InvalidInputError(f"phase must be init, run or collect, got {phase!r}")
+    if batch_size is not None and batch_size < 0:
+        raise InvalidInputError("batch_size must not be negative")
+    with tm.utils.MainSession() as session:
+        experiment_reference(session, experiment_id)
+        try:
+            submission = last_submission(session, experiment_id, program)
+        except NotFoundError:
+            return []
+        prefix = _like_escape(f"{step_name}_{phase or ''}")
+        query = sa.select(tm.Task).where(
+            tm.Task.submission_id == submission.id,
+            tm.Task.is_collection.is_(False),
+            tm.Task.name.like(f"{prefix}%", escape="\\"),
+        )
+        if name is not None:
+            query = query.where(tm.Task.name == name)
+        if index < 0:
+            total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+            index = max(total + index, 0)
+        query = query.order_by(tm.Task.id).offset(index)
+        if batch_size is not None:
+            query = query.limit(batch_size)
+        return [task_status(task, {}, 0) for task in session.scalars(query)]
+
+
+#: most bytes of a log returned at once (the end of the file: errors are there)
+LOG_LIMIT = 1 << 20
+
+
+def _tail(path: Path, limit: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(size - limit, 0))
+            text = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    if size > limit:
+        text = f"[... first {size - limit} bytes left out ...]\n" + text
+    return text
+
+
+def job_log(experiment_id: int, task_id: int, limit: int = LOG_LIMIT) -> dict[str, str]:
+    """The output of a job of the experiment: ``{stdout, stderr}`` (the last `limit` bytes each).
+
+    Raises
+    ------
+    NotFoundError
+        When the task does not exist, belongs to another experiment or is a collection.
+    """
+    with tm.utils.MainSession() as session:
+        task = session.get(tm.Task, task_id)
+        if task is None or task.is_collection or task.submission.experiment_id != experiment_id:
+            raise NotFoundError(f"experiment {experiment_id} has no job {task_id}")
+        job = job_spec(task)
+    return {"stdout": _tail(job.stdout, limit), "stderr": _tail(job.stderr, limit)}
+
+
+def submission_of_task(experiment_id: int, task_id: int, program: str | None = None) -> int | None:
+    """The submission a task belongs to, if it is one of the experiment's (and of `program`)."""
+    with tm.utils.MainSession() as session:
+        task = session.get(tm.Task, task_id)
+        if task is None or task.submission.experiment_id != experiment_id:
+            return None
+        if program is not None and task.submission.program != program:
+            return None
+        return task.submission_id
+
+
+def refuse_if_running(experiment_id: int, program: str = "workflow") -> None:
+    """Raise if the last submission of `program` still runs (check before changing its inputs).
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    SubmissionRunningError
+    """
+    with tm.utils.MainSession() as session:
+        experiment_reference(session, experiment_id)
+        _refuse_if_running(session, experiment_id, program)
