@@ -103,3 +103,58 @@ def job_times(eid: int) -> dict:
         "first_start": min(e.timestamp() - j["time"] for e, j in zip(ends, every, strict=True)),
         "last_end": max(e.timestamp() for e in ends),
     }
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nobody listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn_server(workers: int = 2, threads: int = 8) -> Iterator[tuple[str, int]]:
+    """Serve ``tmserver.wsgi:app`` with gunicorn the way the README says production does.
+
+    Yields the base URL and gunicorn's master pid; stops the server on exit.
+    The server sees the current ``os.environ`` (database, TMAPS_HOME ...).
+    """
+    import time
+    import urllib.request
+
+    port = free_port()
+    log = Path(os.environ.get("TMAPS_HOME", ".")) / "gunicorn.log"
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-w", str(workers), "-k", "gthread", "--threads", str(threads),
+             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "tmserver.wsgi:app"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/openapi.json", timeout=1).read()
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"gunicorn did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def process_tree_peak_rss_mb(pid: int) -> dict[str, float]:
+    """Peak resident memory (VmHWM) of a process and of each of its children, in MB."""
+    peaks = {}
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for each in [str(pid), *children]:
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks[each] = int(line.split()[1]) / 1024
+    return peaks

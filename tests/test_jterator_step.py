@@ -104,9 +104,9 @@ def test_default_pipeline_finds_the_simulated_nuclei_and_cells(tmaps, tmp_path):
             cells_truth = truth(tmp_path, site.well.name, site.y, site.x, "cells")
             assert mean_iou(result.objects["Cells"], cells_truth) >= 0.7
 
-    out = io.StringIO()
+    out = io.BytesIO()
     rows = write_features_csv(eid, "Cells", out)
-    table = list(csv.DictReader(io.StringIO(out.getvalue())))
+    table = list(csv.DictReader(io.StringIO(out.getvalue().decode())))
     assert len(table) == rows > 0
     assert {"plate", "well", "site_y", "site_x", "label", "Morphology_Area"} <= set(table[0])
     assert all(float(r["Morphology_Area"]) > 0 for r in table)
