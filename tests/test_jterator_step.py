@@ -32,11 +32,15 @@ def _fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_experiment(
-    tmp_path: Path, wells: int = 2, sites: int = 2, size: int | tuple[int, int] = 256
+    tmp_path: Path,
+    wells: int = 2,
+    sites: int = 2,
+    size: int | tuple[int, int] = 256,
+    channels: int = 2,
 ) -> int:
     """A converted experiment with illumination statistics, and its ground truth in tmp_path."""
     height, width = (size, size) if isinstance(size, int) else size
-    spec = PlateSpec(microscope="cellvoyager", wells=wells, sites=sites, channels=2,
+    spec = PlateSpec(microscope="cellvoyager", wells=wells, sites=sites, channels=channels,
                      height=height, width=width, seed=11, plate_format=96)  # fmt: skip
     simulate_plate(tmp_path / "plate", spec)
     registry.add_user("jo", "pw", "jo@example.org")
@@ -110,6 +114,17 @@ def test_default_pipeline_finds_the_simulated_nuclei_and_cells(tmaps, tmp_path):
     assert len(table) == rows > 0
     assert {"plate", "well", "site_y", "site_x", "label", "Morphology_Area"} <= set(table[0])
     assert all(float(r["Morphology_Area"]) > 0 for r in table)
+
+
+def test_default_pipeline_on_one_channel(tmaps, tmp_path):
+    # nuclei and cells then come from the same channel: its intensities are measured once
+    eid = make_experiment(tmp_path, wells=1, sites=1, size=128, channels=1)
+    assert run_step(eid, "jterator") == 1  # one run job; it would raise on a failed site
+    with tm.utils.ExperimentSession(eid) as session:
+        cells = session.scalar(sa.select(tm.MapobjectType).where(tm.MapobjectType.name == "Cells"))
+        names = [f.name for f in cells.features]
+    intensity = [n for n in names if n.startswith("Intensity_mean")]
+    assert len(intensity) == 1 and len(names) == len(set(names))
 
 
 def test_rerun_replaces_objects_and_a_failing_site_saves_nothing(tmaps, tmp_path):

@@ -440,7 +440,10 @@ def create_project(location: Path, inputs: DefaultInputs, force: bool = False) -
     handles_dir.mkdir(parents=True, exist_ok=True)
     pipeline = []
     library = Path(jtmodules.__file__).parent
+    one_channel = inputs.nuclei == inputs.cells
     for source, name, settings in DEFAULT_PIPELINE:
+        if one_channel and name == "measure_intensity_cells":
+            continue  # the same intensities as measure_intensity_nuclei
         module = source[:-3]
         handles = yaml.safe_load((library / f"{module}.handles.yaml").read_text())
         for handle in handles.get("input") or []:
@@ -460,8 +463,8 @@ def create_project(location: Path, inputs: DefaultInputs, force: bool = False) -
         pipeline.append({"source": source, "handles": f"handles/{name}.handles.yaml",
                          "active": True})  # fmt: skip
     document = {
-        "input": {"channels": [{"name": inputs.nuclei, "correct": inputs.correct},
-                               {"name": inputs.cells, "correct": inputs.correct}],
+        "input": {"channels": [{"name": name, "correct": inputs.correct}
+                               for name in dict.fromkeys((inputs.nuclei, inputs.cells))],
                   "objects": []},
         "pipeline": pipeline,
         "output": {"objects": [{"name": "Nuclei", "as_polygons": True},
