@@ -353,6 +353,18 @@ def test_segmentation_round_trip_tiles_and_features(processed_server, processed,
     rows = list(csv.reader(io.StringIO(processed_server.get(values_path).get_data(as_text=True))))
     assert {int(r[0]) for r in rows[1:]} == {ids[(3, 0, 0)]}  # values of deleted objects gone
 
+    # renaming and deleting a feature: the other feature's values stay in place
+    features = processed_server.get(f"/api/experiments/{eid}/mapobject_types/{type_id}/features")
+    by_name = {f["name"]: f["id"] for f in features.get_json()["data"]}
+    feature_path = f"/api/experiments/{eid}/features/{by_name['area']}"
+    assert processed_server.put(feature_path, json={"name": "size"}).status_code == 200
+    assert (
+        processed_server.delete(f"/api/experiments/{eid}/features/{by_name['score']}").status_code
+        == 200
+    )
+    rows = list(csv.reader(io.StringIO(processed_server.get(values_path).get_data(as_text=True))))
+    assert rows == [["mapobject_id", "size"], [str(ids[(3, 0, 0)]), "1961.0"]]
+
     info = processed_server.get(f"/api/experiments/{eid}/mapobjects/{ids[(3, 0, 0)]}/info")
     assert info.get_json()["data"] | {"id": None} == {
         **address, "id": None, "type": name, "experiment_name": "screen", "tpoint": 0,

@@ -535,26 +535,33 @@ def delete_feature(experiment_id: int, feature_id: int) -> None:
             .join(mo, mo.c.id == fv.c.mapobject_id)
             .where(mo.c.mapobject_type_id == kind.id)
         )
-        # read all ids first (small), then rewrite in chunks: no open cursor while updating
-        keys = session.execute(sa.select(query.c.mapobject_id, query.c.tpoint)).all()
         update = (
             sa.update(fv)
             .where(fv.c.mapobject_id == sa.bindparam("m"), fv.c.tpoint == sa.bindparam("t"))
             .values({"values": sa.bindparam("v", type_=sa.LargeBinary)})
         )
-        for group in _chunks(keys, 5000):
-            ids = [k[0] for k in group]
+        last = -1
+        while True:  # pages of objects by id: memory bounded, no cursor open while updating
+            ids = session.scalars(
+                sa.select(mo.c.id)
+                .where(mo.c.mapobject_type_id == kind.id, mo.c.id > last)
+                .order_by(mo.c.id)
+                .limit(5000)
+            ).all()
+            if not ids:
+                break
+            last = ids[-1]
             rows = session.execute(query.where(fv.c.mapobject_id.in_(ids))).all()
-            matrix = _values_matrix([r[2] for r in rows], n)
-            kept = np.delete(matrix, position, axis=1)
-            if rows:
-                session.execute(
-                    update,
-                    [
-                        {"m": r[0], "t": r[1], "v": row.astype("<f8").tobytes()}
-                        for r, row in zip(rows, kept, strict=True)
-                    ],
-                )
+            if not rows:
+                continue
+            kept = np.delete(_values_matrix([r[2] for r in rows], n), position, axis=1)
+            session.execute(
+                update,
+                [
+                    {"m": r[0], "t": r[1], "v": row.astype("<f8").tobytes()}
+                    for r, row in zip(rows, kept, strict=True)
+                ],
+            )
         session.delete(feature)
 
 
