@@ -183,7 +183,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="tm_bench_tiles_") as tmp:
         log("simulating and processing the plate ...")
-        eid = registered_plate(Path(tmp), "tiles", args.wells, args.sites, args.size)
+        eid = registered_plate(Path(tmp), "tiles", args.wells, args.sites, args.size, channels=2)
         os.environ["TMAPS_CORES"] = str(os.cpu_count() or 1)
         tm(["tm_workflow", eid, "submit"])
         with gunicorn_server(args.workers, args.threads) as (url, _pid):

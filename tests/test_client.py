@@ -49,9 +49,6 @@ class Live:
             "TM_PORT": str(self.port),
             "TM_USER": user,
             "HOME": str(self.home),
-            # the console script must import tmclient even where the editable
-            # install predates the package
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         }
         environ.pop("TM_PASSWORD", None)
         if password is not None:

@@ -17,6 +17,8 @@ import functools
 import json
 import os
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -211,12 +213,141 @@ def layer_thresholds(layer: tm.SegmentationLayer, max_zoom: int) -> tuple[int, i
 
 @dataclass
 class TileObjects:
-    """Objects of a vector tile: ids, geometries and the object type's name."""
+    """Objects of a vector tile: ids, geometries (and their GeoJSON), the type's name."""
 
     ids: np.ndarray
     geometries: np.ndarray
     type_name: str
     tpoint: int
+    geojson: np.ndarray | None = None
+
+
+#: seconds a process keeps what it read about a layer and its objects. Vector
+#: tiles are requested by the hundred while a viewer pans; reading and decoding
+#: a site's outlines for each of them was most of a tile's cost. Objects a
+#: re-run or an upload in another process writes show up after at most this long.
+CACHE_SECONDS = 10.0
+#: (layer, site) entries kept per process (each a few hundred outlines)
+CACHE_ENTRIES = 256
+
+
+@dataclass
+class _LayerInfo:
+    type_name: str
+    ref_type: str
+    tpoint: int
+    polygon_thresh: int
+    centroid_thresh: int
+    geometry: ExperimentGeometry
+    expires: float
+
+
+@dataclass
+class _PartitionObjects:
+    ids: np.ndarray
+    shapes: np.ndarray
+    bounds: np.ndarray  # (n, 4): minx, miny, maxx, maxy
+    expires: float
+    geojson: dict[float, np.ndarray]  # GeoJSON of the shapes simplified with a tolerance
+
+
+_layers: dict[tuple[int, int], _LayerInfo] = {}
+_partitions: OrderedDict[tuple, _PartitionObjects] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def forget_objects(experiment_id: int) -> None:
+    """Drop this process's cached layers and objects of an experiment (after writing them)."""
+    with _cache_lock:
+        for key in [k for k in _layers if k[0] == experiment_id]:
+            del _layers[key]
+        for key in [k for k in _partitions if k[0] == experiment_id]:
+            del _partitions[key]
+
+
+def _layer(experiment_id: int, segmentation_layer_id: int) -> _LayerInfo:
+    key = (experiment_id, segmentation_layer_id)
+    found = _layers.get(key)
+    if found is not None and found.expires > time.monotonic():
+        return found
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        layer = session.get(tm.SegmentationLayer, segmentation_layer_id)
+        if layer is None:
+            raise NotFoundError(f"segmentation layer {segmentation_layer_id} does not exist")
+        geometry = experiment_geometry(session, experiment_id)
+        polygon, centroid = layer_thresholds(layer, geometry.max_zoom)
+        found = _LayerInfo(
+            type_name=layer.mapobject_type.name,
+            ref_type=layer.mapobject_type.ref_type,
+            tpoint=layer.tpoint or 0,
+            polygon_thresh=polygon,
+            centroid_thresh=centroid,
+            geometry=geometry,
+            expires=time.monotonic() + CACHE_SECONDS,
+        )
+    _layers[key] = found
+    return found
+
+
+def _partition_objects(
+    experiment_id: int, segmentation_layer_id: int, keys: list[int], polygons: bool
+) -> list[_PartitionObjects]:
+    """The decoded objects of a layer in each partition (cached, see CACHE_SECONDS)."""
+    now = time.monotonic()
+    found: dict[int, _PartitionObjects] = {}
+    with _cache_lock:
+        for key in keys:
+            entry = _partitions.get((experiment_id, segmentation_layer_id, key, polygons))
+            if entry is not None and entry.expires > now:
+                _partitions.move_to_end((experiment_id, segmentation_layer_id, key, polygons))
+                found[key] = entry
+    missing = [k for k in keys if k not in found]
+    if missing:
+        seg = tm.MapobjectSegmentation.__table__
+        column = seg.c.geom_polygon if polygons else seg.c.geom_centroid
+        rows: dict[int, list] = {k: [] for k in missing}
+        with tm.utils.ExperimentSession(experiment_id) as session:
+            for start in range(0, len(missing), 500):
+                for partition, mapobject_id, centroid, polygon in session.execute(
+                    sa.select(
+                        seg.c.partition_key,
+                        seg.c.mapobject_id,
+                        sa.type_coerce(seg.c.geom_centroid, sa.LargeBinary),
+                        sa.type_coerce(column, sa.LargeBinary),
+                    ).where(
+                        seg.c.segmentation_layer_id == segmentation_layer_id,
+                        seg.c.partition_key.in_(missing[start : start + 500]),
+                    )
+                ):
+                    # objects without an outline are drawn as their centroid
+                    rows[partition].append((mapobject_id, polygon or centroid))
+        expires = time.monotonic() + CACHE_SECONDS
+        with _cache_lock:
+            for key, items in rows.items():
+                ids = np.array([i for i, _ in items], np.int64)
+                shapes = shapely.from_wkb(np.array([w for _, w in items], dtype=object))
+                bounds = shapely.bounds(shapes).reshape(-1, 4)
+                entry = _PartitionObjects(ids, shapes, bounds, expires, {})
+                _partitions[(experiment_id, segmentation_layer_id, key, polygons)] = entry
+                found[key] = entry
+            while len(_partitions) > CACHE_ENTRIES:
+                _partitions.popitem(last=False)
+    return [found[k] for k in keys]
+
+
+def _geojson(entry: _PartitionObjects, tolerance: float | None) -> np.ndarray:
+    """GeoJSON texts of a partition's shapes, polygons simplified with `tolerance`."""
+    cached = entry.geojson.get(tolerance)
+    if cached is None:
+        shapes = entry.shapes
+        if tolerance is not None and len(shapes):
+            shapes = shapes.copy()
+            is_polygon = shapely.get_type_id(shapes) == 3
+            shapes[is_polygon] = shapely.simplify(shapes[is_polygon], tolerance,
+                                                  preserve_topology=True)  # fmt: skip
+        cached = shapely.to_geojson(shapes) if len(shapes) else np.zeros(0, object)
+        entry.geojson[tolerance] = cached
+    return cached
 
 
 def tile_objects(
@@ -226,7 +357,9 @@ def tile_objects(
 
     Polygons simplified with tolerance ``(max_zoom - z)² + 1`` at or above
     the layer's polygon threshold, centroids from its centroid threshold,
-    nothing below.
+    nothing below. The geometries are those of the objects' partitions (sites,
+    or wells and plates for static objects) read at most every
+    :data:`CACHE_SECONDS` per process.
 
     Raises
     ------
@@ -235,53 +368,38 @@ def tile_objects(
     InvalidInputError
         A zoom level outside the pyramid or a negative position.
     """
-    with tm.utils.ExperimentSession(experiment_id) as session:
-        layer = session.get(tm.SegmentationLayer, segmentation_layer_id)
-        if layer is None:
-            raise NotFoundError(f"segmentation layer {segmentation_layer_id} does not exist")
-        kind = layer.mapobject_type
-        geometry = experiment_geometry(session, experiment_id)
-        max_zoom = geometry.max_zoom
-        check_tile(z, x, y, max_zoom)
-        polygon_thresh, centroid_thresh = layer_thresholds(layer, max_zoom)
-        empty = TileObjects(np.zeros(0, np.int64), np.zeros(0, object), kind.name,
-                            layer.tpoint or 0)  # fmt: skip
-        if z < centroid_thresh and z < polygon_thresh:
-            return empty
-        polygons = z >= polygon_thresh
-        bounds = tile_bounds(z, x, y, max_zoom)
-        boxes = geometry.boxes.get(kind.ref_type, geometry.boxes["Site"])
-        keys = boxes.intersecting(bounds)
-        if not keys:
-            return empty
-        seg = tm.MapobjectSegmentation.__table__
-        columns = [seg.c.mapobject_id, sa.type_coerce(seg.c.geom_centroid, sa.LargeBinary)]
-        if polygons:
-            columns.append(sa.type_coerce(seg.c.geom_polygon, sa.LargeBinary))
-        rows = []
-        for start in range(0, len(keys), 500):
-            rows += session.execute(
-                sa.select(*columns).where(
-                    seg.c.segmentation_layer_id == layer.id,
-                    seg.c.partition_key.in_(keys[start : start + 500]),
-                )
-            ).all()
-    if not rows:
+    info = _layer(experiment_id, segmentation_layer_id)
+    max_zoom = info.geometry.max_zoom
+    check_tile(z, x, y, max_zoom)
+    empty = TileObjects(np.zeros(0, np.int64), np.zeros(0, object), info.type_name, info.tpoint,
+                        np.zeros(0, object))  # fmt: skip
+    if z < info.centroid_thresh and z < info.polygon_thresh:
         return empty
-    ids = np.array([r[0] for r in rows], np.int64)
-    shapes = shapely.from_wkb(np.array([r[-1] if r[-1] is not None else r[1] for r in rows],
-                                       dtype=object))  # fmt: skip
-    if polygons:
-        is_polygon = shapely.get_type_id(shapes) == 3
+    polygons = z >= info.polygon_thresh
+    bounds = tile_bounds(z, x, y, max_zoom)
+    boxes = info.geometry.boxes.get(info.ref_type, info.geometry.boxes["Site"])
+    keys = boxes.intersecting(bounds)
+    if not keys:
+        return empty
+    tolerance = float((max_zoom - z) ** 2 + 1) if polygons else None
+    minx, miny, maxx, maxy = bounds
     box = shapely.box(*bounds)
-    hit = shapely.intersects(shapes, box)
-    ids, shapes = ids[hit], shapes[hit]
-    if polygons:
-        is_polygon = is_polygon[hit]
-        tolerance = (max_zoom - z) ** 2 + 1
-        shapes[is_polygon] = shapely.simplify(shapes[is_polygon], tolerance,
-                                              preserve_topology=True)  # fmt: skip
-    return TileObjects(ids, shapes, kind.name, layer.tpoint or 0)
+    ids, shapes, texts = [], [], []
+    for entry in _partition_objects(experiment_id, segmentation_layer_id, keys, polygons):
+        b = entry.bounds
+        near = np.flatnonzero(
+            (b[:, 0] <= maxx) & (b[:, 2] >= minx) & (b[:, 1] <= maxy) & (b[:, 3] >= miny)
+        )
+        if near.size == 0:
+            continue
+        near = near[shapely.intersects(entry.shapes[near], box)]
+        ids.append(entry.ids[near])
+        shapes.append(entry.shapes[near])
+        texts.append(_geojson(entry, tolerance)[near])
+    if not ids:
+        return empty
+    return TileObjects(np.concatenate(ids), np.concatenate(shapes), info.type_name, info.tpoint,
+                       np.concatenate(texts))  # fmt: skip
 
 
 def feature_collection(objects: TileObjects, labels: dict[int, object] | None = None) -> bytes:
@@ -290,7 +408,10 @@ def feature_collection(objects: TileObjects, labels: dict[int, object] | None = 
     ``properties.type`` is the object type's name; with `labels`,
     ``properties.label`` is each object's label (null where none).
     """
-    geometries = shapely.to_geojson(objects.geometries) if len(objects.ids) else []
+    if objects.geojson is not None:
+        geometries = objects.geojson
+    else:
+        geometries = shapely.to_geojson(objects.geometries) if len(objects.ids) else []
     type_name = json.dumps(objects.type_name)
     parts = []
     for mapobject_id, geometry in zip(objects.ids.tolist(), geometries, strict=True):

@@ -23,7 +23,7 @@ from tmlib.config import load_settings
 from tmlib.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from tmlib.microscopes import get_microscope_type
 from tmlib.models.experiment import ACQUISITION_MODES, PLATE_FORMATS, WORKFLOW_TYPES
-from tmlib.models.session import drop_experiment_tables
+from tmlib.models.session import drop_experiment_tables, main_engine
 
 logger = logging.getLogger(__name__)
 
@@ -775,3 +775,47 @@ def rename_channel(
         if taken is not None:
             raise AlreadyExistsError(f"experiment {experiment_id} has a channel {name!r} already")
         channel.name = name
+
+
+#: what a user may do with an experiment, weakest first
+ACCESS_LEVELS = ("read", "write", "owner")
+
+
+#: one query for :func:`access_level`; text, so it is not rebuilt on every request
+_ACCESS_QUERY = sa.text(
+    "SELECT u.id, r.user_id, s.write_access, s.id FROM users u "
+    "LEFT JOIN experiment_references r ON r.id = :experiment "
+    "LEFT JOIN experiment_shares s ON s.experiment_id = r.id AND s.user_id = u.id "
+    "WHERE u.id = :user"
+)
+
+
+def access_level(
+    user_id: int, experiment_id: int | None = None, db_url: str | None = None
+) -> tuple[bool, bool, str | None]:
+    """Whether a user exists, whether an experiment exists, and the user's access to it.
+
+    One query on a plain connection: the server asks this on every request
+    (map tiles included), so it must cost well under a millisecond.
+
+    Returns
+    -------
+    tuple
+        ``(user_exists, experiment_exists, level)`` where level is ``"owner"``,
+        ``"write"``, ``"read"`` or None (no access, or no experiment asked for).
+    """
+    with main_engine(db_url).connect() as conn:
+        row = conn.execute(
+            _ACCESS_QUERY,
+            {"user": user_id, "experiment": -1 if experiment_id is None else experiment_id},
+        ).first()
+    if row is None:
+        return False, experiment_id is None, None
+    _, owner_id, write_access, share_id = row
+    if owner_id is None:
+        return True, False, None
+    if owner_id == user_id:
+        return True, True, "owner"
+    if share_id is not None:
+        return True, True, "write" if write_access else "read"
+    return True, True, None

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 import tmlib.models as tm
 from tmlib.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from tmlib.features import get_mapobject_type
-from tmlib.maptiles import experiment_geometry
+from tmlib.maptiles import experiment_geometry, forget_objects
 from tmlib.outlines import label_outlines, rasterize
 
 #: the object types illuminati makes for plates, wells and sites: not editable
@@ -122,6 +122,7 @@ def delete_mapobject_type(experiment_id: int, mapobject_type_id: int) -> None:
     with tm.utils.ExperimentSession(experiment_id) as session:
         kind = _editable_type(session, mapobject_type_id, "deleted")
         session.execute(sa.delete(tm.MapobjectType).where(tm.MapobjectType.id == kind.id))
+    forget_objects(experiment_id)
 
 
 # ------------------------------------------------------------------ one object
@@ -476,7 +477,8 @@ def add_segmentation(
                 ~sa.exists().where(seg.c.mapobject_id == mo.c.id),
             )
         )
-        return len(originals)
+    forget_objects(experiment_id)  # this process's vector tiles show the new outlines at once
+    return len(originals)
 
 
 def upload_segmentation(

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 
+from tmlib.config import load_settings
 from tmserver.auth import auth
 from tmserver.config import ServerConfig, load_server_config
 from tmserver.errors import register_error_handlers
@@ -35,6 +36,8 @@ def create_app(config: ServerConfig | None = None, **flask_config: Any) -> Flask
     config = config or load_server_config()
     app = Flask("tmserver")
     app.config["TMSERVER"] = config
+    # read once: the access check of every request needs it
+    app.config["TMAPS_DB_URL"] = load_settings().db_url
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_mb * 1024 * 1024
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False  # keep the order of CSV-like payloads

@@ -7,6 +7,7 @@ token's payload is ``{uid, uname, iat, nbf, exp}``, signed with HS256.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import jwt
 import sqlalchemy as sa
@@ -36,15 +37,16 @@ def create_token(user_id: int, user_name: str) -> str:
 
 
 def authenticate(token: str | None = None) -> int:
-    """Check the request's token; store and return the caller's user id.
+    """Check the request's token; store the caller's id and name in :data:`flask.g`.
 
     The token comes from the ``Authorization`` header unless `token` is given.
+    Whether the user still exists is checked with the permission (one query,
+    see :func:`tmserver.routing.check_access`).
 
     Raises
     ------
     NotAuthorizedError
-        When the header is missing, the token is expired, forged or malformed,
-        or its user no longer exists.
+        When the header is missing or the token is expired, forged or malformed.
     """
     if token is None:
         header = request.headers.get("Authorization", "")
@@ -53,27 +55,41 @@ def authenticate(token: str | None = None) -> int:
             token = ""
     if not token.strip():
         raise NotAuthorizedError("authorization required: send 'Authorization: JWT <token>'")
-    config = current_app.config["TMSERVER"]
+    payload = _verified(token.strip(), current_app.config["TMSERVER"].secret_key)
+    user_id = payload.get("uid")
+    if not isinstance(user_id, int):
+        raise NotAuthorizedError("invalid token: no user id")
+    g.user_id = user_id
+    g.user_name = payload.get("uname")
+    return user_id
+
+
+_verified_tokens: dict[tuple[str, str], dict] = {}
+_MAX_VERIFIED = 4096
+
+
+def _verified(token: str, secret: str) -> dict:
+    """The payload of a token whose signature and times are valid.
+
+    A viewer sends the same token with every tile, so verified signatures are
+    remembered (per process); the expiry is still checked on every request.
+    """
+    now = time.time()
+    payload = _verified_tokens.get((token, secret))
+    if payload is not None and payload["nbf"] <= now < payload["exp"]:
+        return payload
     try:
         payload = jwt.decode(
-            token.strip(),
-            config.secret_key,
-            algorithms=[_ALGORITHM],
-            options={"require": ["exp", "iat", "nbf"]},
+            token, secret, algorithms=[_ALGORITHM], options={"require": ["exp", "iat", "nbf"]}
         )
     except jwt.ExpiredSignatureError as err:
         raise NotAuthorizedError("token expired: log in again (POST /auth)") from err
     except jwt.InvalidTokenError as err:
         raise NotAuthorizedError(f"invalid token: {err}") from err
-    user_id = payload.get("uid")
-    if not isinstance(user_id, int):
-        raise NotAuthorizedError("invalid token: no user id")
-    with tm.utils.MainSession() as session:
-        if session.get(tm.User, user_id) is None:
-            raise NotAuthorizedError("invalid token: the user does not exist any more")
-    g.user_id = user_id
-    g.user_name = payload.get("uname")
-    return user_id
+    if len(_verified_tokens) >= _MAX_VERIFIED:
+        _verified_tokens.clear()
+    _verified_tokens[(token, secret)] = payload
+    return payload
 
 
 @auth.post("/auth")

@@ -31,14 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
-import tmlib.models as tm
+from tmlib import registry
 from tmserver.auth import authenticate
 from tmserver.errors import (
     ForbiddenError,
     MalformedRequestError,
     MissingParameterError,
+    NotAuthorizedError,
     ResourceNotFoundError,
 )
 from tmserver.ids import decode_id
@@ -174,24 +175,36 @@ def _parse(params: dict[str, Param], source: dict[str, Any], where: str, from_qu
     return values
 
 
-def check_permission(experiment_id: int, permission: str) -> None:
-    """Whether the authenticated caller may `permission` the experiment.
+def check_access(experiment_id: int | None, permission: str | None) -> None:
+    """Whether the authenticated caller exists and may `permission` the experiment.
+
+    Stores the caller's level (``owner``, ``write``, ``read``) in ``g.access``.
 
     Raises
     ------
+    NotAuthorizedError
+        When the token's user no longer exists.
     ResourceNotFoundError
         When the experiment does not exist.
     ForbiddenError
         When the caller may not access it that way.
     """
-    with tm.utils.MainSession() as session:
-        ref = session.get(tm.ExperimentReference, experiment_id)
-        if ref is None:
-            raise ResourceNotFoundError(f"experiment {experiment_id} does not exist")
-        if not ref.can_be_accessed_by(g.user_id, permission):
-            raise ForbiddenError(
-                f"user {g.user_name!r} has no {permission} access to experiment {experiment_id}"
-            )
+    user_exists, experiment_exists, level = registry.access_level(
+        g.user_id,
+        experiment_id if permission is not None else None,
+        current_app.config["TMAPS_DB_URL"],
+    )
+    if not user_exists:
+        raise NotAuthorizedError("invalid token: the user does not exist any more")
+    g.access = level
+    if permission is None:
+        return
+    if not experiment_exists:
+        raise ResourceNotFoundError(f"experiment {experiment_id} does not exist")
+    if level is None or (permission == "write" and level == "read"):
+        raise ForbiddenError(
+            f"user {g.user_name!r} has no {permission} access to experiment {experiment_id}"
+        )
 
 
 class Api:
@@ -260,8 +273,8 @@ class Api:
                 kwargs: dict[str, Any] = {
                     name: decode_id(value, name) for name, value in raw_ids.items()
                 }
-                if endpoint.permission is not None:
-                    check_permission(kwargs["experiment_id"], endpoint.permission)
+                if endpoint.authenticated:
+                    check_access(kwargs.get("experiment_id"), endpoint.permission)
                 kwargs.update(_parse(endpoint.query, request.args, "GET", from_query=True))
                 if endpoint.body:
                     data = request.get_json(silent=True)

@@ -116,10 +116,8 @@ def rename_experiment(experiment_id: int, name: str) -> dict:
 
 
 def _require_owner(experiment_id: int) -> None:
-    with tm.utils.MainSession() as session:
-        ref = session.get(tm.ExperimentReference, experiment_id)
-        if ref.user_id != g.user_id:
-            raise ForbiddenError(f"only the owner of experiment {experiment_id} may do this")
+    if g.access != "owner":  # set by the route's permission check
+        raise ForbiddenError(f"only the owner of experiment {experiment_id} may do this")
 
 
 @api.route(
