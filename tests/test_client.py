@@ -483,7 +483,7 @@ def test_wrong_password_and_usage_errors(live):
     with pytest.raises(TmClientError) as err:
         TmClient("127.0.0.1", live.port, "alice", "wrong")
     assert err.value.status_code == 401 and err.value.message == "invalid credentials"
-    assert "Missing option '-e'" in one_error_line(live.cli("plate", "ls"))
+    assert "missing option -e/--experiment" in one_error_line(live.cli("plate", "ls"))
     assert "no user name" in one_error_line(
         subprocess.run(
             [str(BIN / "tm_client"), "experiment", "ls"],
@@ -561,3 +561,6 @@ def test_every_group_has_a_manual():
         assert f"Usage: tm_client {group}" in result.output and "Commands:" in result.output
         for name, command in main.commands[group].commands.items():
             assert command.help, f"{group} {name} has no help"
+            # without -e and without a server: the help of every command is there
+            result = runner.invoke(main, [group, name, "--help"])
+            assert result.exit_code == 0 and f"Usage: tm_client {group} {name}" in result.output

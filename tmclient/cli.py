@@ -75,6 +75,10 @@ def get_client(experiment: bool = True) -> TmClient:
     """The logged-in client of this invocation (for the group's experiment)."""
     obj = _settings()
     experiment_name = obj.get("experiment") if experiment else None
+    if experiment and not experiment_name:
+        group = click.get_current_context().parent
+        name = group.info_name if group is not None else "GROUP"
+        raise InputError(f"missing option -e/--experiment: tm_client {name} -e NAME COMMAND ...")
     # urllib3 logs each retry as a warning; the one error line is ours to print
     quiet = obj.get("verbosity", 0) < 2
     logging.getLogger("urllib3").setLevel(logging.ERROR if quiet else logging.DEBUG)
@@ -127,8 +131,9 @@ def command(group: click.Group, name: str | None = None, **kwargs: Any) -> Calla
 
 # --- shared options -------------------------------------------------------------------
 
+# checked when a command connects, not by click, so that 'GROUP COMMAND --help' works without it
 _experiment = click.option(
-    "-e", "--experiment", required=True, metavar="NAME", help="Name of the experiment."
+    "-e", "--experiment", metavar="NAME", help="Name of the experiment (required)."
 )
 _name = functools.partial(click.option, "-n", "--name", required=True)
 _new_name = click.option("--new-name", required=True, help="The new name.")

@@ -254,6 +254,8 @@ class _PartitionObjects:
 _layers: dict[tuple[int, int], _LayerInfo] = {}
 _partitions: OrderedDict[tuple, _PartitionObjects] = OrderedDict()
 _cache_lock = threading.Lock()
+#: cache keys being read again by some thread; the others use the old entry meanwhile
+_refreshing: set[tuple] = set()
 
 
 def forget_objects(experiment_id: int) -> None:
@@ -263,6 +265,9 @@ def forget_objects(experiment_id: int) -> None:
             del _layers[key]
         for key in [k for k in _partitions if k[0] == experiment_id]:
             del _partitions[key]
+        global _rendered_bytes
+        for key in [k for k in _rendered if k[0] == experiment_id]:
+            _rendered_bytes -= len(_rendered.pop(key)[0])
 
 
 def _layer(experiment_id: int, segmentation_layer_id: int) -> _LayerInfo:
@@ -295,44 +300,66 @@ def _partition_objects(
     """The decoded objects of a layer in each partition (cached, see CACHE_SECONDS)."""
     now = time.monotonic()
     found: dict[int, _PartitionObjects] = {}
+    refreshing = []
     with _cache_lock:
         for key in keys:
-            entry = _partitions.get((experiment_id, segmentation_layer_id, key, polygons))
-            if entry is not None and entry.expires > now:
-                _partitions.move_to_end((experiment_id, segmentation_layer_id, key, polygons))
-                found[key] = entry
+            full_key = (experiment_id, segmentation_layer_id, key, polygons)
+            entry = _partitions.get(full_key)
+            if entry is None:
+                continue
+            _partitions.move_to_end(full_key)
+            if entry.expires > now or full_key in _refreshing:
+                found[key] = entry  # fresh, or another thread is reading it again
+            else:
+                _refreshing.add(full_key)
+                refreshing.append(full_key)
     missing = [k for k in keys if k not in found]
-    if missing:
-        seg = tm.MapobjectSegmentation.__table__
-        column = seg.c.geom_polygon if polygons else seg.c.geom_centroid
-        rows: dict[int, list] = {k: [] for k in missing}
-        with tm.utils.ExperimentSession(experiment_id) as session:
-            for start in range(0, len(missing), 500):
-                for partition, mapobject_id, centroid, polygon in session.execute(
-                    sa.select(
-                        seg.c.partition_key,
-                        seg.c.mapobject_id,
-                        sa.type_coerce(seg.c.geom_centroid, sa.LargeBinary),
-                        sa.type_coerce(column, sa.LargeBinary),
-                    ).where(
-                        seg.c.segmentation_layer_id == segmentation_layer_id,
-                        seg.c.partition_key.in_(missing[start : start + 500]),
-                    )
-                ):
-                    # objects without an outline are drawn as their centroid
-                    rows[partition].append((mapobject_id, polygon or centroid))
-        expires = time.monotonic() + CACHE_SECONDS
+    try:
+        if missing:
+            _read_partitions(experiment_id, segmentation_layer_id, missing, polygons, found)
+    finally:
         with _cache_lock:
-            for key, items in rows.items():
-                ids = np.array([i for i, _ in items], np.int64)
-                shapes = shapely.from_wkb(np.array([w for _, w in items], dtype=object))
-                bounds = shapely.bounds(shapes).reshape(-1, 4)
-                entry = _PartitionObjects(ids, shapes, bounds, expires, {})
-                _partitions[(experiment_id, segmentation_layer_id, key, polygons)] = entry
-                found[key] = entry
-            while len(_partitions) > CACHE_ENTRIES:
-                _partitions.popitem(last=False)
+            _refreshing.difference_update(refreshing)
     return [found[k] for k in keys]
+
+
+def _read_partitions(
+    experiment_id: int,
+    segmentation_layer_id: int,
+    keys: list[int],
+    polygons: bool,
+    found: dict[int, _PartitionObjects],
+) -> None:
+    """Read and decode the objects of a layer in some partitions into the cache and `found`."""
+    seg = tm.MapobjectSegmentation.__table__
+    column = seg.c.geom_polygon if polygons else seg.c.geom_centroid
+    rows: dict[int, list] = {k: [] for k in keys}
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        for start in range(0, len(keys), 500):
+            for partition, mapobject_id, centroid, polygon in session.execute(
+                sa.select(
+                    seg.c.partition_key,
+                    seg.c.mapobject_id,
+                    sa.type_coerce(seg.c.geom_centroid, sa.LargeBinary),
+                    sa.type_coerce(column, sa.LargeBinary),
+                ).where(
+                    seg.c.segmentation_layer_id == segmentation_layer_id,
+                    seg.c.partition_key.in_(keys[start : start + 500]),
+                )
+            ):
+                # objects without an outline are drawn as their centroid
+                rows[partition].append((mapobject_id, polygon or centroid))
+    expires = time.monotonic() + CACHE_SECONDS
+    for key, items in rows.items():
+        shapes = shapely.from_wkb(np.array([w for _, w in items], dtype=object))
+        ids = np.array([i for i, _ in items], np.int64)
+        found[key] = _PartitionObjects(ids, shapes, shapely.bounds(shapes).reshape(-1, 4),
+                                       expires, {})  # fmt: skip
+    with _cache_lock:
+        for key in keys:
+            _partitions[(experiment_id, segmentation_layer_id, key, polygons)] = found[key]
+        while len(_partitions) > CACHE_ENTRIES:
+            _partitions.popitem(last=False)
 
 
 def _geojson(entry: _PartitionObjects, tolerance: float | None) -> np.ndarray:
@@ -423,6 +450,46 @@ def feature_collection(objects: TileObjects, labels: dict[int, object] | None = 
             f'"properties":{properties}}}}}'
         )
     return ('{"type":"FeatureCollection","features":[' + ",".join(parts) + "]}").encode()
+
+
+#: rendered vector tiles kept per process, at most this many bytes in all
+RENDERED_CACHE_BYTES = 64 * 2**20
+_rendered: OrderedDict[tuple, tuple[bytes, float]] = OrderedDict()
+_rendered_bytes = 0
+
+
+def vector_tile(experiment_id: int, segmentation_layer_id: int, z: int, x: int, y: int) -> bytes:
+    """The GeoJSON of a vector tile (see :func:`tile_objects`), kept for CACHE_SECONDS.
+
+    The tiles of low zoom levels hold the outlines of whole plates; a viewer
+    asks for them again on every pan, so they are rendered once per period.
+    """
+    global _rendered_bytes
+    key = (experiment_id, segmentation_layer_id, z, x, y)
+    now = time.monotonic()
+    with _cache_lock:
+        found = _rendered.get(key)
+        if found is not None:
+            _rendered.move_to_end(key)
+            if found[1] > now or key in _refreshing:
+                return found[0]  # fresh, or another thread renders it again
+        _refreshing.add(key)
+    try:
+        data = feature_collection(tile_objects(experiment_id, segmentation_layer_id, z, x, y))
+    finally:
+        with _cache_lock:
+            _refreshing.discard(key)
+    with _cache_lock:
+        old = _rendered.pop(key, None)
+        if old is not None:
+            _rendered_bytes -= len(old[0])
+        if len(data) <= RENDERED_CACHE_BYTES // 8:
+            _rendered[key] = (data, now + CACHE_SECONDS)
+            _rendered_bytes += len(data)
+        while _rendered_bytes > RENDERED_CACHE_BYTES:
+            _, (dropped, _) = _rendered.popitem(last=False)
+            _rendered_bytes -= len(dropped)
+    return data
 
 
 def _jsonable(value: object) -> object:

@@ -117,8 +117,7 @@ def _geojson(data: bytes) -> Response:
 def get_segmentation_layer_tile(
     experiment_id: int, segmentation_layer_id: int, x: int, y: int, z: int
 ) -> Response:
-    objects = maptiles.tile_objects(experiment_id, segmentation_layer_id, z, x, y)
-    return _geojson(maptiles.feature_collection(objects))
+    return _geojson(maptiles.vector_tile(experiment_id, segmentation_layer_id, z, x, y))
 
 
 @api.route(
