@@ -100,8 +100,8 @@ def download(url: str, features: int, objects: int) -> float:
     start = time.perf_counter()
     frame = client.download_feature_values("Cells")
     seconds = time.perf_counter() - start
-    if frame.shape != (objects, features):
-        sys.exit(f"downloaded {frame.shape}, expected {(objects, features)}")
+    if frame.shape != (objects, features + 1):  # the mapobject_id column and the features
+        sys.exit(f"downloaded {frame.shape}, expected {(objects, features + 1)}")
     return seconds
 
 

@@ -82,6 +82,26 @@ with tm.utils.ExperimentSession(experiment_id) as session:
     )
 PY
 
+# Serve the experiment and talk to it the way users do: over HTTP with tm_client.
+PORT="${DEMO_PORT:-5002}"
+printf '\n$ tm_server --host 127.0.0.1 --port %s &\n' "$PORT"
+tm_server --host 127.0.0.1 --port "$PORT" 2>"$TMAPS_HOME/server.log" &
+SERVER_PID=$!
+trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/api/openapi.json')" \
+        2>/dev/null && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMAPS_HOME/server.log" >&2; exit 1; }
+    sleep 0.2
+done
+export TM_HOST=127.0.0.1 TM_PORT="$PORT" TM_USER=demo TM_PASSWORD=demo
+run tm_client experiment ls
+run tm_client channel -e demo ls
+run tm_client object-type -e demo ls
+run tm_client feature-values -e demo download -o Cells --directory "$TMAPS_HOME/download"
+run tm_client channel-image -e demo download -p plate01 -w A01 -x 0 -y 0 -c "$CHANNEL" \
+    --correct --directory "$TMAPS_HOME/download"
+
 cat <<EOT
 
 Ground truth of the simulated plate (cell centres, label images): $PLATE_DIR/ground_truth
@@ -92,5 +112,18 @@ Look at the data from Python (see README.md, "Using the library"):
     >>> with tm.utils.ExperimentSession($EXPERIMENT_ID) as s: ...
 The whole mosaic of channel $CHANNEL, as the viewer will show it: $TMAPS_HOME/overview.png
 Features of every cell (one row per cell): $TMAPS_HOME/cells.csv
+Downloaded through the server: $TMAPS_HOME/download/
 The pipeline that found them: $TMAPS_HOME/experiments/experiment_$EXPERIMENT_ID/workflow/jterator/pipeline.yaml
 EOT
+
+if [ -t 0 ] && [ -t 1 ]; then
+    cat <<EOT
+
+The server keeps serving the demo experiment at http://127.0.0.1:$PORT/api (user demo, password demo;
+API description: http://127.0.0.1:$PORT/api/openapi.json). Try, in another shell:
+    source .venv/bin/activate; export TM_PORT=$PORT TM_USER=demo TM_PASSWORD=demo
+    tm_client workflow -e demo status
+Press Ctrl-C to stop it.
+EOT
+    wait "$SERVER_PID"
+fi

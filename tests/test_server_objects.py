@@ -85,3 +85,40 @@ def test_metadata_csv(processed_server, processed):
     assert all(int(r["label"]) == labels[int(r["mapobject_id"])] for r in rows)
     assert {r["plate_name"] for r in rows} == {"plate01"}
     assert {r["is_border"] for r in rows} <= {"0", "1"} and any(r["is_border"] == "1" for r in rows)
+
+
+def test_feature_csv_in_chunks_on_both_databases(server, monkeypatch):
+    # more objects than one fetch, with NaN and infinities, values exact after the round trip
+    import tmlib.features
+
+    monkeypatch.setattr(tmlib.features, "_FETCH_ROWS", 7)
+    eid = int(server.post("/api/experiments", json={"name": "csv"}).get_json()["data"]["id"])
+    rng = np.random.default_rng(1)
+    values = rng.normal(100, 30, size=(40, 3))
+    values[3, 1], values[5, 2], values[6, 0] = np.nan, np.inf, -np.inf
+    with tm.utils.ExperimentSession(eid) as session:
+        plate = tm.Plate(name="p", experiment_id=eid)
+        well = tm.Well(name="A01", plate=plate)
+        sites = [tm.Site(y=0, x=i, height=10, width=10, well=well) for i in range(2)]
+        kind = tm.MapobjectType(name="Blobs", ref_type="Site", experiment_id=eid)
+        session.add_all([plate, well, *sites, kind])
+        session.flush()
+        session.add_all([tm.Feature(name=f"f{j}", mapobject_type_id=kind.id) for j in range(3)])
+        for i, row in enumerate(values):
+            site = sites[i % 2].id
+            session.add(tm.Mapobject(id=i + 1, partition_key=site, mapobject_type_id=kind.id))
+            session.flush()
+            session.add(tm.FeatureValues(mapobject_id=i + 1, partition_key=site, values=row))
+        type_id = kind.id
+    path = f"/api/experiments/{eid}/mapobject_types/{type_id}/feature-values"
+    response = server.get(path)
+    assert response.status_code == 200
+    table = np.genfromtxt(io.StringIO(response.get_data(as_text=True)), delimiter=",", names=True)
+    assert table.dtype.names == ("mapobject_id", "f0", "f1", "f2")
+    assert table["mapobject_id"].tolist() == list(range(1, 41))
+    got = np.column_stack([table["f0"], table["f1"], table["f2"]])
+    np.testing.assert_array_equal(got, values)  # exact, NaN and infinities included
+    one_site = server.get(path, query_string={"plate_name": "p", "well_name": "A01",
+                                              "well_pos_y": 0, "well_pos_x": 1})  # fmt: skip
+    rows = list(csv.reader(io.StringIO(one_site.get_data(as_text=True))))[1:]
+    assert [int(r[0]) for r in rows] == list(range(2, 41, 2))

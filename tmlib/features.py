@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -220,6 +221,33 @@ def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
         yield items[start : start + size]
 
 
+def driver_rows(session: Session, query: sa.Select, size: int) -> Iterator[list[tuple]]:
+    """Rows of a query of integer parameters, `size` at a time, from the driver's cursor.
+
+    For bulk exports: SQLAlchemy's result rows cost more than the database
+    itself. On PostgreSQL the cursor is a server-side one (rows arrive in
+    batches, memory stays bounded) in the experiment's schema.
+    """
+    connection = session.connection()
+    sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    raw = connection.connection.dbapi_connection
+    if connection.dialect.name == "postgresql":
+        translate = connection.get_execution_options().get("schema_translate_map") or {}
+        if translate.get(None):
+            with raw.cursor() as setup:  # for this transaction only
+                setup.execute("SET LOCAL search_path TO %s, public", (translate[None],))
+        cursor = raw.cursor(name=f"tm_rows_{uuid.uuid4().hex}")
+        cursor.itersize = size
+    else:
+        cursor = raw.cursor()
+    try:
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(size):
+            yield rows
+    finally:
+        cursor.close()
+
+
 def iter_feature_values(
     session: Session,
     mapobject_type_id: int,
@@ -240,7 +268,8 @@ def iter_feature_values(
     mapobject_ids, partition_keys, tpoints : ndarray, shape (k,), int64
     values : ndarray, shape (k, n_features), float64
         In the order of :func:`sorted_features`. Rows are ordered by
-        partition key (in the order given), then object id and time point.
+        object id, or with `partition_keys` by partition key (in the order
+        given), then object id and time point.
     """
     kind = get_mapobject_type(session, mapobject_type_id)
     n_features = len(kind.features)
@@ -258,7 +287,10 @@ def iter_feature_values(
     if tpoint is not None:
         base = base.where(fv.c.tpoint == tpoint)
     if partition_keys is None:
-        queries = [base.order_by(fv.c.mapobject_id, fv.c.tpoint)]
+        # by object only: the objects' index yields that order, so the
+        # database needs no sort of the whole table (time points of an object
+        # follow each other in the order of its key)
+        queries = [base.order_by(mo.c.id)]
     else:
         # one query per group of sites keeps the IN list short and the order by site
         queries = [
@@ -267,10 +299,8 @@ def iter_feature_values(
             )
             for group in _chunks(list(partition_keys), 500)
         ]
-    connection = session.connection().execution_options(yield_per=_FETCH_ROWS)
     for query in queries:
-        result = connection.execute(query)
-        for rows in result.partitions():
+        for rows in driver_rows(session, query, _FETCH_ROWS):
             ids, keys, tpoints, blobs = zip(*rows, strict=True)
             yield (
                 np.fromiter(ids, np.int64, len(ids)),
