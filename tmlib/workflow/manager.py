@@ -203,7 +203,7 @@ def _submission_lock(experiment_id: int, location: str | os.PathLike):
     """Serialise "is one running? then start one" per experiment (across processes)."""
     directory = Path(location) / "workflow"
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".submit.lock", "a") as lock:
+    with open(directory / "submit.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
