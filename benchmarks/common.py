@@ -158,3 +158,14 @@ def process_tree_peak_rss_mb(pid: int) -> dict[str, float]:
             if line.startswith("VmHWM:"):
                 peaks[each] = int(line.split()[1]) / 1024
     return peaks
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its (living) children so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0
+    for each in [str(pid), *children]:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
