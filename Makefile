@@ -34,6 +34,8 @@ bench: install
 	$(BIN)/python benchmarks/corilla.py
 	$(BIN)/python benchmarks/pyramid.py
 	$(BIN)/python benchmarks/jterator.py
+	$(BIN)/python benchmarks/tiles.py
+	$(BIN)/python benchmarks/feature_download.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache *.egg-info
