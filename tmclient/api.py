@@ -90,6 +90,14 @@ def _stream_to_file(response: Any, target: Path) -> Path:
     return target
 
 
+def _existing_file(filename: str | os.PathLike) -> Path:
+    """`filename` with ``~`` expanded; an InputError when it is no regular file."""
+    path = Path(filename).expanduser()
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    return path
+
+
 def _json_number(value: Any) -> Any:
     # JSON has no NaN: missing values go as null
     if isinstance(value, float) and not np.isfinite(value):
@@ -718,9 +726,7 @@ class TmClient(HttpClient):
         """Upload a label image file (PNG/TIFF, ``.npy``, or ``.npz`` with ``segmentation``)."""
         import cv2
 
-        path = Path(filename).expanduser()
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
+        path = _existing_file(filename)
         if path.suffix == ".npy":
             image = np.load(path)
         elif path.suffix == ".npz":
@@ -867,17 +873,8 @@ class TmClient(HttpClient):
         tpoint: int | None = None,
     ) -> pd.DataFrame:
         """Feature values: a column ``mapobject_id`` and one column per feature."""
-        return self._read_csv(
-            self._csv_response(
-                "feature-values",
-                mapobject_type_name,
-                plate_name,
-                well_name,
-                well_pos_y,
-                well_pos_x,
-                tpoint,
-            )  # fmt: skip
-        )
+        site = (plate_name, well_name, well_pos_y, well_pos_x, tpoint)
+        return self._read_csv(self._csv_response("feature-values", mapobject_type_name, *site))
 
     def download_object_metadata(
         self,
@@ -889,17 +886,8 @@ class TmClient(HttpClient):
         tpoint: int | None = None,
     ) -> pd.DataFrame:
         """Where each object is (plate, well, site, label ...) and the tool results."""
-        return self._read_csv(
-            self._csv_response(
-                "metadata",
-                mapobject_type_name,
-                plate_name,
-                well_name,
-                well_pos_y,
-                well_pos_x,
-                tpoint,
-            )  # fmt: skip
-        )
+        site = (plate_name, well_name, well_pos_y, well_pos_x, tpoint)
+        return self._read_csv(self._csv_response("metadata", mapobject_type_name, *site))
 
     def download_feature_values_and_metadata_files(
         self, mapobject_type_name: str, directory: str | os.PathLike, parallel: int = 1
@@ -970,9 +958,7 @@ class TmClient(HttpClient):
         """Upload feature values from a CSV whose `index_col` holds the object labels."""
         import pandas as pd
 
-        path = Path(filename).expanduser()
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
+        path = _existing_file(filename)
         try:
             data = pd.read_csv(path, index_col=index_col)
             data = data.apply(pd.to_numeric)

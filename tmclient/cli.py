@@ -64,6 +64,14 @@ def _echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     click.echo(format_table(headers, list(rows)))
 
 
+def _echo_log(log: dict) -> None:
+    """A job's ``{stdout, stderr}`` under two marker lines."""
+    click.echo("--- stdout ---")
+    click.echo(log.get("stdout") or "")
+    click.echo("--- stderr ---")
+    click.echo(log.get("stderr") or "")
+
+
 # --- connection and errors -----------------------------------------------------------
 
 
@@ -1026,11 +1034,7 @@ def workflow_status(depth: int) -> None:
 @click.option("-n", "--name", "job_name", required=True, help="Name of the job.")
 def workflow_log(step: str, job_name: str) -> None:
     """Print a job's standard output and standard error."""
-    log = get_client().get_workflow_job_log(step, job_name)
-    click.echo("--- stdout ---")
-    click.echo(log.get("stdout") or "")
-    click.echo("--- stderr ---")
-    click.echo(log.get("stderr") or "")
+    _echo_log(get_client().get_workflow_job_log(step, job_name))
 
 
 @_group(
@@ -1100,8 +1104,4 @@ def tools_status(tool_name: str | None) -> None:
               help="Submission id of the run.")  # fmt: skip
 def tools_log(tool_name: str, submission_id: int) -> None:
     """Print a tool job's standard output and standard error."""
-    log = get_client().get_tool_job_log(tool_name, submission_id)
-    click.echo("--- stdout ---")
-    click.echo(log.get("stdout") or "")
-    click.echo("--- stderr ---")
-    click.echo(log.get("stderr") or "")
+    _echo_log(get_client().get_tool_job_log(tool_name, submission_id))

@@ -375,6 +375,22 @@ def check_export(
     return experiment_name, type_name
 
 
+def _site_segmentations(
+    session: Session, kind: tm.MapobjectType, site_id: int
+) -> list[tuple[int, int]]:
+    """(mapobject id, label) of each of the site's segmentations of a type (all layers)."""
+    seg = tm.MapobjectSegmentation.__table__
+    return [
+        (m, label)
+        for m, label in session.execute(
+            sa.select(seg.c.mapobject_id, seg.c.label).where(
+                seg.c.partition_key == site_id,
+                seg.c.segmentation_layer_id.in_([layer.id for layer in kind.layers]),
+            )
+        )
+    ]
+
+
 def features_table_csv(experiment_id: int, type_name: str) -> Iterator[bytes]:
     """Every object of a type with where it is (the ``jterator export-features`` table).
 
@@ -395,16 +411,8 @@ def features_table_csv(experiment_id: int, type_name: str) -> Iterator[bytes]:
         yield csv_header(["plate", "well", "site_y", "site_x", "tpoint", "label", "mapobject_id",
                           *names])  # fmt: skip
         sites = partitions(session, "Site")
-        seg = tm.MapobjectSegmentation.__table__
         for key, info in sites.items():
-            labels = dict(
-                session.execute(
-                    sa.select(seg.c.mapobject_id, seg.c.label).where(
-                        seg.c.partition_key == key,
-                        seg.c.segmentation_layer_id.in_([layer.id for layer in kind.layers]),
-                    )
-                ).all()
-            )
+            labels = dict(_site_segmentations(session, kind, key))
             prefix = b",".join(
                 _csv_text(v) for v in (info.plate_name, info.well_name, info.well_pos_y,
                                        info.well_pos_x)
@@ -479,15 +487,7 @@ def add_feature_values(
     with tm.utils.ExperimentSession(experiment_id) as session:
         kind = get_mapobject_type(session, mapobject_type_id)
         type_name = kind.name
-        layer_ids = [layer.id for layer in kind.layers]
-        seg = tm.MapobjectSegmentation.__table__
-        found = dict(
-            session.execute(
-                sa.select(seg.c.label, seg.c.mapobject_id).where(
-                    seg.c.partition_key == site_id, seg.c.segmentation_layer_id.in_(layer_ids)
-                )
-            ).all()
-        )
+        found = {label: m for m, label in _site_segmentations(session, kind, site_id)}
     missing = [x for x in labels if x not in found]
     if missing:
         raise InvalidInputError(

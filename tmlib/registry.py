@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -199,6 +200,17 @@ def add_experiment(
     return experiment_id
 
 
+_Row = TypeVar("_Row")
+
+
+def _by_id(session: Session, model: type[_Row], kind: str, object_id: int) -> _Row:
+    """The `kind` row of `model` with that id (NotFoundError if none)."""
+    row = session.get(model, object_id)
+    if row is None:
+        raise NotFoundError(f"{kind} {object_id} does not exist")
+    return row
+
+
 def delete_experiment(experiment_id: int, db_url: str | None = None) -> None:
     """Delete an experiment: its tables (schema or SQLite file), directory and reference.
 
@@ -208,9 +220,7 @@ def delete_experiment(experiment_id: int, db_url: str | None = None) -> None:
         When no experiment has that id.
     """
     with tm.utils.MainSession(db_url) as session:
-        ref = session.get(tm.ExperimentReference, experiment_id)
-        if ref is None:
-            raise NotFoundError(f"experiment {experiment_id} does not exist")
+        ref = _by_id(session, tm.ExperimentReference, "experiment", experiment_id)
         location = ref.location
         drop_experiment_tables(experiment_id, location, db_url)
         shutil.rmtree(location, ignore_errors=True)
@@ -503,9 +513,7 @@ def rename_experiment(experiment_id: int, new_name: str, db_url: str | None = No
     if not new_name or not new_name.strip():
         raise InvalidInputError("experiment name must not be empty")
     with tm.utils.MainSession(db_url) as session:
-        ref = session.get(tm.ExperimentReference, experiment_id)
-        if ref is None:
-            raise NotFoundError(f"experiment {experiment_id} does not exist")
+        ref = _by_id(session, tm.ExperimentReference, "experiment", experiment_id)
         taken = session.scalar(
             sa.select(tm.ExperimentReference.id).where(
                 tm.ExperimentReference.name == new_name,
@@ -516,6 +524,15 @@ def rename_experiment(experiment_id: int, new_name: str, db_url: str | None = No
         if taken is not None:
             raise AlreadyExistsError(f"the owner has an experiment named {new_name!r} already")
         ref.name = new_name
+
+
+def _share(session: Session, experiment_id: int, user_id: int) -> tm.ExperimentShare | None:
+    return session.scalar(
+        sa.select(tm.ExperimentShare).where(
+            tm.ExperimentShare.experiment_id == experiment_id,
+            tm.ExperimentShare.user_id == user_id,
+        )
+    )
 
 
 def share_experiment(
@@ -534,18 +551,11 @@ def share_experiment(
         When `user` owns the experiment.
     """
     with tm.utils.MainSession(db_url) as session:
-        ref = session.get(tm.ExperimentReference, experiment_id)
-        if ref is None:
-            raise NotFoundError(f"experiment {experiment_id} does not exist")
+        ref = _by_id(session, tm.ExperimentReference, "experiment", experiment_id)
         target = find_user(session, user)
         if target.id == ref.user_id:
             raise InvalidInputError(f"user {user!r} owns experiment {experiment_id}")
-        share = session.scalar(
-            sa.select(tm.ExperimentShare).where(
-                tm.ExperimentShare.experiment_id == experiment_id,
-                tm.ExperimentShare.user_id == target.id,
-            )
-        )
+        share = _share(session, experiment_id, target.id)
         if share is None:
             share = tm.ExperimentShare(experiment_id=experiment_id, user_id=target.id)
             session.add(share)
@@ -564,12 +574,7 @@ def unshare_experiment(experiment_id: int, user: str, db_url: str | None = None)
     """
     with tm.utils.MainSession(db_url) as session:
         target = find_user(session, user)
-        share = session.scalar(
-            sa.select(tm.ExperimentShare).where(
-                tm.ExperimentShare.experiment_id == experiment_id,
-                tm.ExperimentShare.user_id == target.id,
-            )
-        )
+        share = _share(session, experiment_id, target.id)
         if share is None:
             raise NotFoundError(f"experiment {experiment_id} is not shared with user {user!r}")
         session.delete(share)
@@ -634,18 +639,39 @@ def _delete_with_files(
         Path(path).unlink(missing_ok=True)
 
 
-def _plate_by_id(session: Session, plate_id: int) -> tm.Plate:
-    plate = session.get(tm.Plate, plate_id)
-    if plate is None:
-        raise NotFoundError(f"plate {plate_id} does not exist")
-    return plate
+def _rename_unique(
+    experiment_id: int,
+    model: type[tm.Plate] | type[tm.Channel],
+    kind: str,
+    object_id: int,
+    name: str,
+    db_url: str | None,
+) -> None:
+    """Rename a plate or channel, whose names are unique in the experiment."""
+    name = _check_name(kind, name)
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        row = _by_id(session, model, kind, object_id)
+        taken = session.scalar(sa.select(model.id).where(model.name == name, model.id != object_id))
+        if taken is not None:
+            raise AlreadyExistsError(f"experiment {experiment_id} has a {kind} {name!r} already")
+        row.name = name
 
 
-def _acquisition_by_id(session: Session, acquisition_id: int) -> tm.Acquisition:
-    acquisition = session.get(tm.Acquisition, acquisition_id)
-    if acquisition is None:
-        raise NotFoundError(f"acquisition {acquisition_id} does not exist")
-    return acquisition
+def _delete_located(
+    experiment_id: int,
+    model: type[tm.Plate] | type[tm.Acquisition],
+    kind: str,
+    object_id: int,
+    planes_of: sa.ColumnElement[bool],
+    db_url: str | None,
+) -> None:
+    """Delete a plate or acquisition row (the rest by cascade) with its directory and the
+    extracted planes of the acquisitions that `planes_of` selects."""
+    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
+        location = _by_id(session, model, kind, object_id).location
+        planes = _plane_paths(session, planes_of)
+        statement = sa.delete(model).where(model.id == object_id)
+        _delete_with_files(session, statement, location, planes)
 
 
 def rename_plate(experiment_id: int, plate_id: int, name: str, db_url: str | None = None) -> None:
@@ -655,15 +681,7 @@ def rename_plate(experiment_id: int, plate_id: int, name: str, db_url: str | Non
     ------
     InvalidInputError, NotFoundError, AlreadyExistsError
     """
-    name = _check_name("plate", name)
-    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
-        plate = _plate_by_id(session, plate_id)
-        taken = session.scalar(
-            sa.select(tm.Plate.id).where(tm.Plate.name == name, tm.Plate.id != plate_id)
-        )
-        if taken is not None:
-            raise AlreadyExistsError(f"experiment {experiment_id} has a plate {name!r} already")
-        plate.name = name
+    _rename_unique(experiment_id, tm.Plate, "plate", plate_id, name, db_url)
 
 
 def delete_plate(experiment_id: int, plate_id: int, db_url: str | None = None) -> None:
@@ -674,13 +692,9 @@ def delete_plate(experiment_id: int, plate_id: int, db_url: str | None = None) -
     NotFoundError
         When the plate does not exist.
     """
-    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
-        plate = _plate_by_id(session, plate_id)
-        location = plate.location
-        planes = _plane_paths(session, tm.Acquisition.plate_id == plate_id)
-        # acquisitions, files, wells, sites and planes go by ON DELETE CASCADE
-        statement = sa.delete(tm.Plate).where(tm.Plate.id == plate_id)
-        _delete_with_files(session, statement, location, planes)
+    # acquisitions, files, wells, sites and planes go by ON DELETE CASCADE
+    planes_of = tm.Acquisition.plate_id == plate_id
+    _delete_located(experiment_id, tm.Plate, "plate", plate_id, planes_of, db_url)
 
 
 def rename_acquisition(
@@ -694,7 +708,7 @@ def rename_acquisition(
     """
     name = _check_name("acquisition", name)
     with tm.utils.ExperimentSession(experiment_id, db_url) as session:
-        acquisition = _acquisition_by_id(session, acquisition_id)
+        acquisition = _by_id(session, tm.Acquisition, "acquisition", acquisition_id)
         taken = session.scalar(
             sa.select(tm.Acquisition.id).where(
                 tm.Acquisition.plate_id == acquisition.plate_id,
@@ -720,12 +734,8 @@ def delete_acquisition(experiment_id: int, acquisition_id: int, db_url: str | No
     NotFoundError
         When the acquisition does not exist.
     """
-    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
-        acquisition = _acquisition_by_id(session, acquisition_id)
-        location = acquisition.location
-        planes = _plane_paths(session, tm.Acquisition.id == acquisition_id)
-        statement = sa.delete(tm.Acquisition).where(tm.Acquisition.id == acquisition_id)
-        _delete_with_files(session, statement, location, planes)
+    planes_of = tm.Acquisition.id == acquisition_id
+    _delete_located(experiment_id, tm.Acquisition, "acquisition", acquisition_id, planes_of, db_url)
 
 
 def set_well_description(
@@ -749,10 +759,7 @@ def set_well_description(
     except (TypeError, ValueError) as err:
         raise InvalidInputError(f"well description is not valid JSON: {err}") from None
     with tm.utils.ExperimentSession(experiment_id, db_url) as session:
-        well = session.get(tm.Well, well_id)
-        if well is None:
-            raise NotFoundError(f"well {well_id} does not exist")
-        well.description = text
+        _by_id(session, tm.Well, "well", well_id).description = text
 
 
 def rename_channel(
@@ -764,17 +771,7 @@ def rename_channel(
     ------
     InvalidInputError, NotFoundError, AlreadyExistsError
     """
-    name = _check_name("channel", name)
-    with tm.utils.ExperimentSession(experiment_id, db_url) as session:
-        channel = session.get(tm.Channel, channel_id)
-        if channel is None:
-            raise NotFoundError(f"channel {channel_id} does not exist")
-        taken = session.scalar(
-            sa.select(tm.Channel.id).where(tm.Channel.name == name, tm.Channel.id != channel_id)
-        )
-        if taken is not None:
-            raise AlreadyExistsError(f"experiment {experiment_id} has a channel {name!r} already")
-        channel.name = name
+    _rename_unique(experiment_id, tm.Channel, "channel", channel_id, name, db_url)
 
 
 #: what a user may do with an experiment, weakest first

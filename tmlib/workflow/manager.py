@@ -573,6 +573,22 @@ def resume(experiment_id: int, program: str = "workflow", backend: Backend | Non
     return resume_submission(submission_id, backend)
 
 
+def _submission_root(session: Session, submission_id: int) -> tuple[tm.Submission, tm.Task]:
+    """A submission and the top task of its tree.
+
+    Raises
+    ------
+    NotFoundError
+        When the submission does not exist (or has no tree yet).
+    """
+    submission = session.get(tm.Submission, submission_id)
+    if submission is None or submission.top_task_id is None:
+        raise NotFoundError(f"submission {submission_id} does not exist")
+    root = session.get(tm.Task, submission.top_task_id)
+    assert root is not None
+    return submission, root
+
+
 def resume_submission(submission_id: int, backend: Backend | None = None) -> Run:
     """Continue a submission (what a detached engine runs); see :func:`resume`.
 
@@ -584,12 +600,11 @@ def resume_submission(submission_id: int, backend: Backend | None = None) -> Run
         When another engine is driving it.
     """
     session = Session(main_engine(), expire_on_commit=False)
-    submission = session.get(tm.Submission, submission_id)
-    if submission is None or submission.top_task_id is None:
+    try:
+        submission, root = _submission_root(session, submission_id)
+    except NotFoundError:
         session.close()
-        raise NotFoundError(f"submission {submission_id} does not exist")
-    root = session.get(tm.Task, submission.top_task_id)
-    assert root is not None
+        raise
     if _engine_alive(root):
         session.close()
         raise SubmissionRunningError(
@@ -654,11 +669,7 @@ def kill_submission(submission_id: int) -> int:
         When the submission does not exist.
     """
     with tm.utils.MainSession() as session:
-        submission = session.get(tm.Submission, submission_id)
-        if submission is None or submission.top_task_id is None:
-            raise NotFoundError(f"submission {submission_id} does not exist")
-        root = session.get(tm.Task, submission.top_task_id)
-        assert root is not None
+        submission, root = _submission_root(session, submission_id)
         if _engine_alive(root):
             os.kill(root.data["engine"]["pid"], signal.SIGTERM)
             return 1
@@ -710,10 +721,7 @@ def wait_for_engine(submission_id: int, timeout: float) -> bool:
     while True:
         _reap()
         with tm.utils.MainSession() as session:
-            submission = session.get(tm.Submission, submission_id)
-            if submission is None or submission.top_task_id is None:
-                raise NotFoundError(f"submission {submission_id} does not exist")
-            root = session.get(tm.Task, submission.top_task_id)
+            _, root = _submission_root(session, submission_id)
             if not _engine_process_alive(root):
                 return True
         if time.monotonic() > deadline:
@@ -764,9 +772,7 @@ def submission_status(submission_id: int, depth: int | None = None) -> dict:
         When the submission does not exist.
     """
     with tm.utils.MainSession() as session:
-        submission = session.get(tm.Submission, submission_id)
-        if submission is None or submission.top_task_id is None:
-            raise NotFoundError(f"submission {submission_id} does not exist")
+        submission, root = _submission_root(session, submission_id)
         # collections count their jobs' results: all tasks are read, whatever the depth
         tasks = session.scalars(
             sa.select(tm.Task).where(tm.Task.submission_id == submission.id).order_by(tm.Task.id)
@@ -774,7 +780,6 @@ def submission_status(submission_id: int, depth: int | None = None) -> dict:
         children: dict[int | None, list[tm.Task]] = {}
         for task in tasks:
             children.setdefault(task.parent_id, []).append(task)
-        root = next(t for t in tasks if t.id == submission.top_task_id)
         tree = task_status(root, children, depth)
         tree["submission_id"] = submission.id
         return tree

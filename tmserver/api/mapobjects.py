@@ -40,6 +40,12 @@ def serialize_mapobject_type(kind: tm.MapobjectType, size: dict) -> dict:
     }
 
 
+def _mapobject_type_response(experiment_id: int, mapobject_type_id: int) -> dict:
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        kind = get_mapobject_type(session, mapobject_type_id)
+        return {"data": serialize_mapobject_type(kind, image_size(session))}
+
+
 @api.route(
     "GET",
     "/experiments/{experiment_id}/mapobject_types",
@@ -66,9 +72,7 @@ def get_mapobject_types(experiment_id: int, name: str | None) -> dict:
 )
 def create_mapobject_type(experiment_id: int, name: str) -> dict:
     type_id = lib.create_mapobject_type(experiment_id, name)
-    with tm.utils.ExperimentSession(experiment_id) as session:
-        kind = get_mapobject_type(session, type_id)
-        return {"data": serialize_mapobject_type(kind, image_size(session))}
+    return _mapobject_type_response(experiment_id, type_id)
 
 
 @api.route(
@@ -78,9 +82,7 @@ def create_mapobject_type(experiment_id: int, name: str) -> dict:
     tag=TAG,
 )
 def get_mapobject_type_by_id(experiment_id: int, mapobject_type_id: int) -> dict:
-    with tm.utils.ExperimentSession(experiment_id) as session:
-        kind = get_mapobject_type(session, mapobject_type_id)
-        return {"data": serialize_mapobject_type(kind, image_size(session))}
+    return _mapobject_type_response(experiment_id, mapobject_type_id)
 
 
 @api.route(
