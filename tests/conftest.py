@@ -142,7 +142,8 @@ TEST_SECRET = "test-secret-key-of-thirty-two-bytes"
 
 def make_server(monkeypatch: pytest.MonkeyPatch) -> Server:
     """A :class:`Server` on the database the environment names; users are created if missing."""
-    from tests.helpers import use_fast_password_hashing
+    from helpers import use_fast_password_hashing
+
     from tmlib import registry
     from tmlib.errors import AlreadyExistsError
     from tmserver.app import create_app

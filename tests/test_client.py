@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
+from conftest import TEST_SECRET, make_server
+from helpers import BIN, one_error_line
 
 import tmlib.models as tm
-from tests.conftest import TEST_SECRET, make_server
-from tests.helpers import BIN, one_error_line
 from tmclient import TmClient, TmClientError
 from tmclient.cli import format_table
 

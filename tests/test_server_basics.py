@@ -6,8 +6,8 @@ import datetime as dt
 
 import jwt
 import pytest
+from conftest import TEST_SECRET
 
-from tests.conftest import TEST_SECRET
 from tmserver.ids import decode_id, encode_legacy_id
 
 

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
+from conftest import Processed, Server, build_processed, make_server, use_processed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from tests.conftest import Processed, Server, build_processed, make_server, use_processed
 
 pytestmark = pytest.mark.slow
 

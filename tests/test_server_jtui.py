@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
+from test_server_workflow import _add_plate, _error, _experiment, _ok, _run
 
 import jtmodules
 import tmlib.models as tm
-from tests.test_server_workflow import _add_plate, _error, _experiment, _ok, _run
 from tmlib.workflow import manager
 
 SQLITE_ONLY = pytest.mark.parametrize("tmaps", ["sqlite"], indirect=True)

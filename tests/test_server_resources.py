@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from helpers import files_under
 
 import tmlib.models as tm
-from tests.helpers import files_under
 from tmlib.alignment import shift_and_crop
 from tmlib.illumination import Correction
 

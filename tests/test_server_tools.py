@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from sklearn.metrics import adjusted_rand_score
+from test_tools import FEATURES, classification_payload, labels_of, make_experiment
 
 import tmlib.models as tm
-from tests.test_tools import FEATURES, classification_payload, labels_of, make_experiment
 
 
 def _error(response, status):

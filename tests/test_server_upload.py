@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from helpers import files_under, make_cellvoyager_dir
 
 import tmlib.models as tm
-from tests.helpers import files_under, make_cellvoyager_dir
 from tmlib import upload
 from tmlib.simulate.plate import PlateSpec, simulate_plate
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
+from conftest import TEST_SECRET, make_server
 
 import tmlib.models as tm
-from tests.conftest import TEST_SECRET, make_server
 from tmlib.workflow import manager
 from tmlib.workflow.description import WorkflowDescription
 
