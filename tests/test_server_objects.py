@@ -118,6 +118,28 @@ def test_feature_csv_in_chunks_on_both_databases(server, monkeypatch):
     assert table["mapobject_id"].tolist() == list(range(1, 41))
     got = np.column_stack([table["f0"], table["f1"], table["f2"]])
     np.testing.assert_array_equal(got, values)  # exact, NaN and infinities included
+    # a feature added later: older objects have no value for it (NaN), newer ones have all
+    with tm.utils.ExperimentSession(eid) as session:
+        session.add(tm.Feature(name="f3", mapobject_type_id=type_id))
+        session.flush()
+        for i in range(40, 45):
+            session.add(
+                tm.Mapobject(id=i + 1, partition_key=sites[0].id, mapobject_type_id=type_id)
+            )
+            session.flush()
+            session.add(tm.FeatureValues(mapobject_id=i + 1, partition_key=sites[0].id,
+                                         values=np.arange(4.0) + i))  # fmt: skip
+    table = np.genfromtxt(io.StringIO(server.get(path).get_data(as_text=True)), delimiter=",",
+                          names=True)  # fmt: skip
+    assert table["mapobject_id"].tolist() == list(range(1, 46))
+    assert np.isnan(table["f3"][:40]).all()
+    np.testing.assert_array_equal(table["f3"][40:], np.arange(40, 45) + 3.0)
+    np.testing.assert_array_equal(table["f0"][:40], values[:, 0])
+    # a download abandoned after its first chunk leaves the server able to answer
+    response = server.get(path, buffered=False)
+    next(response.response)
+    response.close()
+    assert server.get(path).status_code == 200
     one_site = server.get(path, query_string={"plate_name": "p", "well_name": "A01",
                                               "well_pos_y": 0, "well_pos_x": 1})  # fmt: skip
     rows = list(csv.reader(io.StringIO(one_site.get_data(as_text=True))))[1:]
