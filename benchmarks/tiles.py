@@ -64,32 +64,36 @@ def _request(url: str, method: str = "GET", body: dict | None = None, token: str
     return json.loads(data)
 
 
+def _grid(prefix: str, zooms: range, max_zoom: int, width: int, height: int) -> list[str]:
+    """The paths of every tile of `prefix` at the zoom levels `zooms`."""
+    paths = []
+    for z in zooms:
+        scale = 2 ** (max_zoom - z)
+        cols, rows = math.ceil(width / scale / 256), math.ceil(height / scale / 256)
+        paths += [f"{prefix}?x={x}&y={y}&z={z}" for y in range(rows) for x in range(cols)]
+    return paths
+
+
 def tile_paths(url: str, token: str, eid: str) -> dict[str, list[str]]:
     """Every raster tile of the first channel layer and the visible Cells vector tiles."""
     api = f"{url}/api/experiments/{eid}"
     layer = _request(f"{api}/channel_layers", token=token)["data"][0]
     max_zoom = layer["max_zoom"]
-    width, height = layer["image_size"]["width"], layer["image_size"]["height"]
-    raster, vector = [], []
-    for z in range(max_zoom + 1):
-        scale = 2 ** (max_zoom - z)
-        cols, rows = math.ceil(width / scale / 256), math.ceil(height / scale / 256)
-        for y in range(rows):
-            for x in range(cols):
-                raster.append(
-                    f"/api/experiments/{eid}/channel_layers/{layer['id']}/tiles?x={x}&y={y}&z={z}"
-                )
+    size = (layer["image_size"]["width"], layer["image_size"]["height"])
     cells = _request(f"{api}/segmentation_layers?mapobject_type_name=Cells", token=token)["data"][0]
     lowest = max(0, max_zoom - 6)  # the original's centroid threshold of segmented objects
-    for z in range(lowest, max_zoom + 1):
-        scale = 2 ** (max_zoom - z)
-        cols, rows = math.ceil(width / scale / 256), math.ceil(height / scale / 256)
-        for y in range(rows):
-            for x in range(cols):
-                vector.append(
-                    f"/api/experiments/{eid}/segmentation_layers/{cells['id']}/tiles?x={x}&y={y}&z={z}"
-                )
-    return {"raster": raster, "vector": vector}
+    base = f"/api/experiments/{eid}"
+    return {
+        "raster": _grid(
+            f"{base}/channel_layers/{layer['id']}/tiles", range(max_zoom + 1), max_zoom, *size
+        ),  # fmt: skip
+        "vector": _grid(
+            f"{base}/segmentation_layers/{cells['id']}/tiles",
+            range(lowest, max_zoom + 1),
+            max_zoom,
+            *size,
+        ),  # fmt: skip
+    }
 
 
 def _client_process(

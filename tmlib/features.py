@@ -300,8 +300,8 @@ class _CopyParser:
             whole = (len(self.buffer) - offset) // self.dtype.itemsize
             if whole:
                 size = whole * self.dtype.itemsize
-                # a copy: a view would pin the bytearray, which is cut below
-                rows = np.frombuffer(bytes(self.buffer[offset : offset + size]), self.dtype)
+                # a slice is a copy: a view would pin the bytearray, which is cut below
+                rows = np.frombuffer(self.buffer[offset : offset + size], self.dtype)
                 regular = (
                     (rows["n"] == 4) & (rows["l0"] == 8) & (rows["l1"] == 4)
                     & (rows["l2"] == 4) & (rows["l3"] == 8 * self.n_features)
@@ -309,7 +309,7 @@ class _CopyParser:
                 k = whole if regular.all() else int(np.argmin(regular))
                 if k:
                     rows = rows[:k]
-                    self._add(rows["id"], rows["key"], rows["t"], rows["v"].astype(np.float64))
+                    self._add(rows["id"], rows["key"], rows["t"], rows["v"])
                     offset += k * self.dtype.itemsize
                     continue
             consumed = self._one_row(offset)
@@ -338,12 +338,12 @@ class _CopyParser:
             fields.append(bytes(self.buffer[position : position + max(length, 0)]))
             position += max(length, 0)
         number = [int.from_bytes(f, "big", signed=True) for f in fields[:3]]
-        self._add(*(np.array([v], np.int64) for v in number),
-                  _values_matrix([fields[3]], self.n_features))  # fmt: skip
+        self._add(*(np.array([v]) for v in number), _values_matrix([fields[3]], self.n_features))
         return position - offset
 
     def _add(self, *columns: np.ndarray) -> None:
-        self.rows.append(tuple(np.array(c, dtype=np.int64 if c.ndim == 1 else np.float64)
+        # to native byte order (a copy only where the COPY's big-endian needs one)
+        self.rows.append(tuple(np.asarray(c, dtype=np.int64 if c.ndim == 1 else np.float64)
                                for c in columns))  # fmt: skip
         self.n_rows += len(columns[0])
 

@@ -39,7 +39,6 @@ def create_app(config: ServerConfig | None = None, **flask_config: Any) -> Flask
     # read once: the access check of every request needs it
     app.config["TMAPS_DB_URL"] = load_settings().db_url
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_mb * 1024 * 1024
-    app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False  # keep the order of CSV-like payloads
     app.config.update(flask_config)
     register_error_handlers(app)
