@@ -292,3 +292,109 @@ def simulated_site(shape: tuple[int, int] = (256, 256), seed: int = 0) -> dict[s
         "nuclei": rendering.nuclei_labels.astype(np.int32),
         "cells": rendering.cell_labels.astype(np.int32),
     }
+
+
+class LiveServer:
+    """``tmserver.wsgi:app`` under gunicorn on loopback, as the README deploys it.
+
+    Started by :func:`live_server`; the server sees the test's ``TMAPS_*``
+    environment and signs tokens with ``TMAPS_SECRET_KEY`` = the tests' secret.
+
+    Attributes
+    ----------
+    url : str
+        Base URL, e.g. ``http://127.0.0.1:PORT``.
+    log : Path
+        gunicorn's combined output (error and access log).
+    pid : int
+        The gunicorn master's pid.
+    """
+
+    def __init__(self, url: str, log: Path, pid: int) -> None:
+        import requests
+
+        self.url, self.log, self.pid = url, log, pid
+        self.http = requests.Session()
+
+    def login(self, user: str, password: str = "secret") -> str:
+        """A token of `user` (asserts that the login succeeds)."""
+        response = self.http.post(
+            f"{self.url}/auth", json={"username": user, "password": password}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    def call(self, method: str, path: str, token: str | None = None, **kwargs):
+        """One request; `path` is relative to the base URL (``/api/...``)."""
+        headers = kwargs.pop("headers", {})
+        if token is not None:
+            headers["Authorization"] = f"JWT {token}"
+        kwargs.setdefault("timeout", 60)
+        return self.http.request(method, f"{self.url}{path}", headers=headers, **kwargs)
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the gunicorn workers (children of the master)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nobody listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def live_server(workers: int = 2, threads: int = 4, extra_env: dict[str, str] | None = None):
+    """A context manager yielding a :class:`LiveServer` with `workers` worker processes.
+
+    The server runs on the database and TMAPS_HOME of the environment (use it
+    inside the ``tmaps`` fixture); it is stopped (SIGTERM, then SIGKILL) on exit.
+    """
+    import contextlib
+    import time
+
+    from conftest import TEST_SECRET
+
+    @contextlib.contextmanager
+    def serve():
+        port = free_port()
+        home = Path(os.environ.get("TMAPS_HOME", "."))
+        home.mkdir(parents=True, exist_ok=True)
+        log = home / f"gunicorn-{port}.log"
+        environ = {**os.environ, "TMAPS_SECRET_KEY": TEST_SECRET, **(extra_env or {})}
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                [str(BIN / "gunicorn"), "-w", str(workers), "-k", "gthread",
+                 "--threads", str(threads), "-b", f"127.0.0.1:{port}",
+                 "--access-logfile", "-", "--no-control-socket", "tmserver.wsgi:app"],
+                stdout=out, stderr=subprocess.STDOUT, env=environ,
+            )  # fmt: skip
+        server = LiveServer(f"http://127.0.0.1:{port}", log, proc.pid)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if server.http.get(f"{server.url}/api/openapi.json", timeout=2).ok:
+                        break
+                except Exception:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+            # every worker must be up, or the first requests all reach one
+            while len(server.worker_pids()) < workers and time.monotonic() < deadline:
+                time.sleep(0.1)
+            yield server
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            server.http.close()
+
+    return serve()
