@@ -28,7 +28,37 @@ from tmlib.models.session import drop_experiment_tables, main_engine
 
 logger = logging.getLogger(__name__)
 
-_MAX_FILENAME = 256
+#: longest microscope file name in UTF-8 bytes: what a file system stores (NAME_MAX)
+MAX_NAME_BYTES = 255
+
+
+def check_name_length(name: str, shown: str | None = None) -> None:
+    """Refuse a file name longer than :data:`MAX_NAME_BYTES` bytes in UTF-8.
+
+    Measured in bytes, not characters: the file system limits bytes, so a name
+    of fewer characters but multi-byte letters may not fit either.
+
+    Parameters
+    ----------
+    name : str
+        The file name.
+    shown : str, optional
+        How the message shows the name (default: its start).
+
+    Raises
+    ------
+    InvalidInputError
+        When the name is too long or not valid UTF-8 (e.g. a lone surrogate).
+    """
+    shown = shown or repr(name[:60] + ("..." if len(name) > 60 else ""))
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"file name {shown} is not valid UTF-8") from None
+    if size > MAX_NAME_BYTES:
+        raise InvalidInputError(
+            f"file name {shown} is longer than {MAX_NAME_BYTES} bytes in UTF-8 ({size})"
+        )
 
 
 def add_user(name: str, password: str, email: str, db_url: str | None = None) -> int:
@@ -426,11 +456,8 @@ def register_files(
                 f"no file in {source} matches the {microscope.name} image pattern "
                 f"({len(result.skipped)} other files found)"
             )
-        too_long = [n for n in result.images + result.metadata if len(n) > _MAX_FILENAME]
-        if too_long:
-            raise InvalidInputError(
-                f"file name longer than {_MAX_FILENAME} characters: {too_long[0]}"
-            )
+        for name in result.images + result.metadata:
+            check_name_length(name)
 
         link: str | None = None
         created: list[Path] = []

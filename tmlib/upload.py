@@ -38,8 +38,8 @@ from tmlib import registry
 from tmlib.errors import InvalidInputError, NotFoundError
 from tmlib.microscopes import MicroscopeType, get_microscope_type
 
-#: longest accepted file name (the ``name`` column's size)
-MAX_NAME_LENGTH = 256
+#: longest accepted file name in UTF-8 bytes: what the file system stores (NAME_MAX)
+MAX_NAME_BYTES = registry.MAX_NAME_BYTES
 #: bytes copied per read while storing an upload
 CHUNK_SIZE = 1 << 20
 #: rows inserted per statement when registering many names
@@ -64,25 +64,22 @@ def check_filename(name: object) -> str:
     Raises
     ------
     InvalidInputError
-        When `name` is no string, empty, longer than :data:`MAX_NAME_LENGTH`,
-        holds a path separator, a NUL or another control character, is ``.``
-        or ``..``, or starts with ``.`` (hidden and temporary files).
+        When `name` is no string, empty, not valid UTF-8, longer than
+        :data:`MAX_NAME_BYTES` bytes in UTF-8, holds a path separator, a NUL
+        or another control character, is ``.`` or ``..``, or starts with ``.`` (hidden and temporary files).
     """
     if not isinstance(name, str):
         raise InvalidInputError(f"file name must be a string, got {type(name).__name__}")
     if not name:
         raise InvalidInputError("file name must not be empty")
     shown = repr(name[:60] + ("..." if len(name) > 60 else ""))
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInputError(
-            f"file name {shown} is longer than {MAX_NAME_LENGTH} characters ({len(name)})"
-        )
+    registry.check_name_length(name, shown)
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         raise InvalidInputError(f"file name {shown} contains a NUL or control character")
     if "/" in name or "\\" in name:
         raise InvalidInputError(f"file name {shown} must be a plain name, not a path")
     if name.startswith("."):
-        # also excludes "." and "..", and our own ".<name>.<uuid>.part" temporaries
+        # also excludes "." and "..", and our own ".upload-<uuid>.part" temporaries
         raise InvalidInputError(f"file name {shown} must not start with '.'")
     return name
 
@@ -235,9 +232,11 @@ def _store(stream: BinaryIO, target: Path) -> int:
 
     The temporary name is unique per call, so two uploads of one file at the
     same time cannot mix their bytes; the last rename wins with a whole file.
+    It is short and of fixed length (not derived from `target`'s name), so
+    every name :func:`check_filename` accepts can be stored.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    tmp = target.with_name(f".upload-{uuid.uuid4().hex}.part")
     size = 0
     try:
         with open(tmp, "wb") as handle:
