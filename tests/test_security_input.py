@@ -120,3 +120,129 @@ def test_register_files_measures_names_in_bytes(tmaps, tmp_path):
     with pytest.raises(Exception, match="255 bytes"):
         registry.check_name_length(_image_name_of_bytes(256, "é"))
     registry.check_name_length(_image_name_of_bytes(255, "x"))
+
+
+# --- item 1: registering a server directory over HTTP is limited to configured roots ----
+
+
+def _register(server, eid, aid, path, user: str = "alice"):
+    return server.post(_url(eid, aid, "/register"), user=user, json={"path": str(path)})
+
+
+def _refused(response, *secrets: object) -> str:
+    """The message of a refused registration, checked to reveal none of `secrets`."""
+    message = _error(response, 403)["message"]
+    for secret in secrets:
+        assert str(secret) not in message
+    assert not any(ch.isdigit() for ch in message), message  # no counts, no ids
+    return message
+
+
+def test_register_is_disabled_without_roots(server, acquisition, tmp_path, monkeypatch):
+    monkeypatch.delenv("TMAPS_REGISTER_ROOTS", raising=False)
+    eid, aid = acquisition
+    source = tmp_path / "plate"
+    make_cellvoyager_dir(source, content=True)
+    message = _refused(_register(server, eid, aid, source), source)
+    assert "TMAPS_REGISTER_ROOTS" in message
+    assert _rows(eid) == {}
+
+
+def test_register_within_a_root_works(server, acquisition, tmp_path, monkeypatch):
+    root = tmp_path / "microscopes"
+    monkeypatch.setenv("TMAPS_REGISTER_ROOTS", f"/nonexistent-root:{root}")
+    eid, aid = acquisition
+    images, metas, _ = make_cellvoyager_dir(root / "screen1" / "plate", content=True)
+    response = _register(server, eid, aid, root / "screen1" / "plate")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["data"]["images"] == len(images)
+    assert _rows(eid) == {name: ["COMPLETE"] for name in images + metas}
+    # an empty directory below the root: a generic message, no path, no count
+    (root / "empty").mkdir()
+    message = _error(_register(server, eid, aid, root / "empty"), 400)["message"]
+    assert str(root) not in message and not any(ch.isdigit() for ch in message)
+
+
+def test_register_refuses_outside_roots_alike_whether_it_exists(
+    server, acquisition, tmp_path, monkeypatch
+):
+    root = tmp_path / "microscopes"
+    root.mkdir()
+    monkeypatch.setenv("TMAPS_REGISTER_ROOTS", str(root))
+    eid, aid = acquisition
+    outside = tmp_path / "private"
+    make_cellvoyager_dir(outside, content=True)
+    exists = _refused(_register(server, eid, aid, outside), outside)
+    missing = _refused(_register(server, eid, aid, tmp_path / "nothing-here"), "nothing-here")
+    missing_in_root = _refused(_register(server, eid, aid, root / "nothing"), root)
+    assert exists == missing == missing_in_root
+    # ".." cannot climb out of a root
+    _refused(_register(server, eid, aid, f"{root}/../private"), outside)
+    # a path that is a file, not a directory
+    (root / "file.tif").write_bytes(b"x")
+    assert _refused(_register(server, eid, aid, root / "file.tif"), root) == exists
+    assert _rows(eid) == {}
+
+
+def test_register_refuses_symlinks_out_of_a_root(server, acquisition, tmp_path, monkeypatch):
+    root = tmp_path / "microscopes"
+    root.mkdir()
+    monkeypatch.setenv("TMAPS_REGISTER_ROOTS", str(root))
+    eid, aid = acquisition
+    outside = tmp_path / "private"
+    images, _, _ = make_cellvoyager_dir(outside, content=True)
+    (root / "escape").symlink_to(outside)
+    _refused(_register(server, eid, aid, root / "escape"), outside, root)
+    # a directory in the root whose files link outside it
+    inner = root / "plate"
+    make_cellvoyager_dir(inner, content=True)
+    (inner / images[0]).unlink()
+    (inner / images[0]).symlink_to(outside / images[0])
+    _refused(_register(server, eid, aid, inner), outside, root)
+    assert _rows(eid) == {}
+
+
+def test_register_refuses_experiment_storage(server, acquisition, tmp_path, monkeypatch):
+    # the roots cover everything, the storage of experiments included
+    monkeypatch.setenv("TMAPS_REGISTER_ROOTS", str(tmp_path))
+    eid, aid = acquisition
+    # bob's experiment, in the storage home, with image files in it
+    bob_eid, bob_aid = _new_acquisition(server, user="bob", name="bobs")
+    bob_dir = _experiment_dir(bob_eid)
+    make_cellvoyager_dir(bob_dir / "plates" / "stolen", content=True)
+    # carol's experiment, created while the storage home was elsewhere
+    monkeypatch.setenv("TMAPS_STORAGE_HOME", str(tmp_path / "old-storage"))
+    carol_eid, _ = _new_acquisition(server, user="carol", name="carols")
+    monkeypatch.delenv("TMAPS_STORAGE_HOME")
+    carol_dir = _experiment_dir(carol_eid)
+    assert carol_dir.is_relative_to(tmp_path / "old-storage")
+    make_cellvoyager_dir(carol_dir / "x", content=True)
+    home = tmp_path / "tmaps"  # the main database lives there
+    for path in (bob_dir / "plates" / "stolen", carol_dir / "x", carol_dir, bob_dir.parent, home):
+        _refused(_register(server, eid, aid, path), path)
+    # a link in an allowed directory to another user's experiment
+    (tmp_path / "innocent").symlink_to(bob_dir / "plates" / "stolen")
+    _refused(_register(server, eid, aid, tmp_path / "innocent"), bob_dir)
+    assert _rows(eid) == {}
+
+
+def test_tm_add_files_registers_any_directory(tmaps, tmp_path, monkeypatch):
+    """The local administrator's ``tm_add files`` is not limited by the roots."""
+    from helpers import use_fast_password_hashing
+
+    from tmlib import registry
+    from tmlib.errors import InvalidInputError
+
+    monkeypatch.delenv("TMAPS_REGISTER_ROOTS", raising=False)
+    use_fast_password_hashing(monkeypatch)
+    registry.add_user("admin", "secret", "admin@example.org")
+    eid = registry.add_experiment("e", "admin")
+    registry.add_plate(eid, "p")
+    registry.add_acquisition(eid, "p", "a")
+    source = tmp_path / "anywhere"
+    images, _, _ = make_cellvoyager_dir(source)
+    result = registry.register_files(eid, "p", "a", source)
+    assert result.images == images
+    # and its messages keep their detail
+    with pytest.raises(InvalidInputError, match=str(tmp_path / "missing")):
+        registry.register_files(eid, "p", "a", tmp_path / "missing")

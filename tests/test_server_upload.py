@@ -262,7 +262,8 @@ def test_bad_requests(server, acquisition, plate_files):
     assert _rows(eid) == {}
 
 
-def test_register_server_directory(server, acquisition, tmp_path):
+def test_register_server_directory(server, acquisition, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMAPS_REGISTER_ROOTS", str(tmp_path))  # off unless configured
     eid, aid = acquisition
     source = tmp_path / "on-server"
     images, metas, _ = make_cellvoyager_dir(source, extra=["notes.txt"], content=True)
@@ -285,7 +286,7 @@ def test_register_server_directory(server, acquisition, tmp_path):
     assert _status(server, eid, aid) == ("COMPLETE", "COMPLETE")
     # bad paths
     _error(server.post(_url(eid, aid, "/register"), json={"path": "relative/dir"}), 400)
-    _error(server.post(_url(eid, aid, "/register"), json={"path": str(tmp_path / "no")}), 400)
+    _error(server.post(_url(eid, aid, "/register"), json={"path": str(tmp_path / "no")}), 403)
     _error(server.post(_url(eid, aid, "/register"), json={}), 400)
     _error(server.post(_url(eid, aid, "/register"), user="bob", json={"path": str(source)}), 403)
     # deleting the acquisition removes the link, never the source files

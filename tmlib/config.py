@@ -21,6 +21,16 @@ sge_project        ``TMAPS_SGE_PROJECT``         none
 sge_pe             ``TMAPS_SGE_PE``              ``smp`` (jobs of more than one core)
 sge_memory         ``TMAPS_SGE_MEMORY``          none (e.g. ``h_vmem``: memory per slot)
 sge_options        ``TMAPS_SGE_OPTIONS``         none (more ``qsub`` options)
+register_roots     ``TMAPS_REGISTER_ROOTS``      none: registering a server directory over
+                                                 HTTP is disabled (directories separated by
+                                                 ``:``; ``tm_add files`` is not limited)
+tool_cores         ``TMAPS_TOOL_CORES``          ``1`` (cores of each tool job)
+max_submissions_   ``TMAPS_MAX_SUBMISSIONS_``    ``4`` (background submissions of one user
+per_user           ``PER_USER``                  running at once; ``0``: no limit)
+max_submissions_   ``TMAPS_MAX_SUBMISSIONS_``    ``2`` (background submissions of one
+per_experiment     ``PER_EXPERIMENT``            experiment running at once; ``0``: no limit)
+group              ``TMAPS_GROUP``               none: data files are readable by their owner
+                                                 only (a group name: by that group too)
 config file        ``TMAPS_CONFIG_FILE``         ``~/.tmaps/tissuemaps.cfg``
 =================  ============================  ========================================
 """
@@ -53,6 +63,11 @@ ENV_VARS = {
     "sge_pe": "TMAPS_SGE_PE",
     "sge_memory": "TMAPS_SGE_MEMORY",
     "sge_options": "TMAPS_SGE_OPTIONS",
+    "register_roots": "TMAPS_REGISTER_ROOTS",
+    "tool_cores": "TMAPS_TOOL_CORES",
+    "max_submissions_per_user": "TMAPS_MAX_SUBMISSIONS_PER_USER",
+    "max_submissions_per_experiment": "TMAPS_MAX_SUBMISSIONS_PER_EXPERIMENT",
+    "group": "TMAPS_GROUP",
 }
 
 
@@ -90,6 +105,19 @@ class Settings:
         ``mem_free`` (clusters differ; none: memory is not asked for).
     sge_options : str or None
         More ``qsub`` options.
+    register_roots : tuple of Path
+        The only directories (and their subdirectories) whose files users may
+        register in place over HTTP; empty: they may not. Never the storage of
+        experiments, even below a root.
+    tool_cores : int
+        Cores a tool job (classification, clustering, heat map) asks for and uses.
+    max_submissions_per_user, max_submissions_per_experiment : int
+        The most background submissions (workflows, jterator, tools) of one user
+        and of one experiment that may run at once; 0: no limit.
+    group : str or None
+        A group that shares the data: files are created group-readable and
+        -writable for it and the data directories belong to it. None: files
+        are for their owner only (:mod:`tmlib.permissions`).
     """
 
     home: Path
@@ -108,6 +136,11 @@ class Settings:
     sge_pe: str = "smp"
     sge_memory: str | None = None
     sge_options: str | None = None
+    register_roots: tuple[Path, ...] = ()
+    tool_cores: int = 1
+    max_submissions_per_user: int = 4
+    max_submissions_per_experiment: int = 2
+    group: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -130,6 +163,32 @@ def _read_ini(path: Path) -> dict[str, str]:
     if not parser.has_section("tmlib"):
         return {}
     return {key: value for key, value in parser.items("tmlib") if value != ""}
+
+
+def _count(raw: str | None, variable: str, default: int, minimum: int) -> int:
+    """An integer setting of at least `minimum` (`default` when unset)."""
+    if raw is None:
+        return default
+    text = raw.strip()
+    if not text.isdigit() or int(text) < minimum:
+        raise ConfigError(f"{variable} must be an integer >= {minimum}, got {raw!r}")
+    return int(text)
+
+
+def _roots(raw: str | None) -> tuple[Path, ...]:
+    """The registration roots: absolute directories separated by ``os.pathsep``."""
+    roots = []
+    for part in (raw or "").split(os.pathsep):
+        if not part.strip():
+            continue
+        root = Path(part.strip()).expanduser()
+        if not root.is_absolute():
+            raise ConfigError(
+                f"TMAPS_REGISTER_ROOTS must list absolute directories separated by "
+                f"{os.pathsep!r}, got {part!r}"
+            )
+        roots.append(root)
+    return tuple(roots)
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -194,6 +253,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         sge_pe=lookup("sge_pe") or "smp",
         sge_memory=lookup("sge_memory"),
         sge_options=lookup("sge_options"),
+        register_roots=_roots(lookup("register_roots")),
+        tool_cores=_count(lookup("tool_cores"), "TMAPS_TOOL_CORES", 1, 1),
+        max_submissions_per_user=_count(
+            lookup("max_submissions_per_user"), "TMAPS_MAX_SUBMISSIONS_PER_USER", 4, 0
+        ),
+        max_submissions_per_experiment=_count(
+            lookup("max_submissions_per_experiment"), "TMAPS_MAX_SUBMISSIONS_PER_EXPERIMENT", 2, 0
+        ),
+        group=(lookup("group") or "").strip() or None,
         home=home,
         db_url=db_url,
         storage_home=storage_home,

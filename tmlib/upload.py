@@ -15,7 +15,9 @@ The protocol (what the client and the browser do):
 
 Running the whole protocol again after an interruption transfers only the
 missing files and never adds a row twice. Instead of uploading, a directory on
-the server can be registered in place (:func:`register_directory`).
+the server can be registered in place (:func:`register_directory`), but only
+below the directories the administrator allows (``TMAPS_REGISTER_ROOTS``) and
+never in the storage of experiments.
 
 Every name is checked by :func:`check_filename` before anything is written:
 names are plain file names, never paths.
@@ -35,6 +37,7 @@ from sqlalchemy.orm import Session
 
 import tmlib.models as tm
 from tmlib import registry
+from tmlib.config import load_settings
 from tmlib.errors import InvalidInputError, NotFoundError
 from tmlib.microscopes import MicroscopeType, get_microscope_type
 
@@ -46,6 +49,34 @@ CHUNK_SIZE = 1 << 20
 _INSERT_BATCH = 5000
 
 _FILE_MODELS = (tm.MicroscopeImageFile, tm.MicroscopeMetadataFile)
+
+
+class RegistrationRefusedError(InvalidInputError):
+    """A directory that may not be registered over HTTP (403).
+
+    The message never names the path nor says whether it exists: a caller must
+    not learn about the server's file system from it.
+    """
+
+    http_status = 403
+
+
+#: why registration over HTTP is off until the administrator allows directories
+REGISTRATION_DISABLED = (
+    "registering directories of the server is disabled; the administrator can allow "
+    "directories with the setting TMAPS_REGISTER_ROOTS (directories separated by ':'), "
+    "or register files with 'tm_add files' on the server"
+)
+#: one answer for every refused path (missing, outside the roots, in experiment storage ...)
+NOT_ALLOWED = (
+    "not an allowed directory: register a directory below the registration roots the "
+    "administrator configured (TMAPS_REGISTER_ROOTS), outside the storage of experiments"
+)
+#: one answer for an allowed directory without usable files (no path, no count)
+NO_MATCHING_FILES = (
+    "no matching files: the directory holds no image file of the experiment's microscope "
+    "type whose name can be stored"
+)
 
 
 def check_filename(name: object) -> str:
@@ -66,7 +97,8 @@ def check_filename(name: object) -> str:
     InvalidInputError
         When `name` is no string, empty, not valid UTF-8, longer than
         :data:`MAX_NAME_BYTES` bytes in UTF-8, holds a path separator, a NUL
-        or another control character, is ``.`` or ``..``, or starts with ``.`` (hidden and temporary files).
+        or another control character, is ``.`` or ``..``, or starts with ``.``
+        (hidden and temporary files).
     """
     if not isinstance(name, str):
         raise InvalidInputError(f"file name must be a string, got {type(name).__name__}")
@@ -370,40 +402,111 @@ def iter_files(
             yield {"id": str(file_id), "name": name, "status": status}
 
 
-def register_directory(
-    experiment_id: int, acquisition_id: int, path: str | os.PathLike
-) -> registry.Registration:
-    """Register the microscope files of a directory on the server in place.
+def _storage_directories() -> list[Path]:
+    """Where experiments and the main database live: never registrable over HTTP.
 
-    This is :func:`tmlib.registry.register_files` (what ``tm_add files``
-    does) addressed by ids: the directory is linked, not copied, and its
-    matching files become ``COMPLETE``. Registering the same directory again
-    adds nothing. A name that was registered for upload but not yet uploaded
-    is taken from the directory instead.
+    The home (main SQLite database, secret key), the storage home, and the
+    root directory of every experiment (it may predate the current storage
+    home), all with symlinks resolved.
+    """
+    settings = load_settings()
+    with tm.utils.MainSession() as session:
+        roots = set(session.scalars(sa.select(tm.ExperimentReference.root_directory).distinct()))
+    places = {settings.home, settings.storage_home, *map(Path, roots)}
+    return [Path(os.path.realpath(place)) for place in places]
+
+
+def _inside(path: Path, directories: Iterable[Path]) -> bool:
+    return any(path == d or path.is_relative_to(d) for d in directories)
+
+
+def allowed_directory(path: object) -> Path:
+    """The real path of a directory that users may register over HTTP.
+
+    Symlinks are resolved before anything is checked, in the path and in the
+    directory's files: the real directory must lie below one of the
+    registration roots (``TMAPS_REGISTER_ROOTS``), outside the storage of
+    experiments and the home of the main database, and no file in it may be a
+    link to a place outside. Every refusal has the same message, which never
+    names the path, so a caller learns nothing about the server's files.
 
     Parameters
     ----------
-    path : str or path-like
-        Absolute path of a directory the server can read.
+    path : object
+        What the client sent: an absolute path.
+
+    Returns
+    -------
+    Path
+        The resolved directory.
 
     Raises
     ------
     InvalidInputError
-        When `path` is not absolute, no directory, or holds no image file of
-        the microscope type.
+        When `path` is no absolute path.
+    RegistrationRefusedError
+        When no roots are configured (registration over HTTP is off), or the
+        directory is missing, outside the roots or inside experiment storage.
+    """
+    if not isinstance(path, str) or "\x00" in path or not os.path.isabs(path):
+        raise InvalidInputError("path must be an absolute directory on the server")
+    roots = load_settings().register_roots
+    if not roots:
+        raise RegistrationRefusedError(REGISTRATION_DISABLED)
+    real = Path(os.path.realpath(path))
+    allowed = [Path(os.path.realpath(root)) for root in roots]
+    forbidden = _storage_directories()
+    if not _inside(real, allowed) or _inside(real, forbidden) or not real.is_dir():
+        raise RegistrationRefusedError(NOT_ALLOWED)
+    # a file may be a link, e.g. to another user's images: its target must be allowed too
+    with os.scandir(real) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                target = Path(os.path.realpath(entry.path))
+                if not _inside(target, allowed) or _inside(target, forbidden):
+                    raise RegistrationRefusedError(NOT_ALLOWED)
+    return real
+
+
+def register_directory(
+    experiment_id: int, acquisition_id: int, path: object
+) -> registry.Registration:
+    """Register the microscope files of a directory on the server in place (over HTTP).
+
+    This is :func:`tmlib.registry.register_files` (what ``tm_add files``
+    does) addressed by ids, for directories that :func:`allowed_directory`
+    accepts: the directory is linked, not copied, and its matching files
+    become ``COMPLETE``. Registering the same directory again adds nothing. A
+    name that was registered for upload but not yet uploaded is taken from
+    the directory instead. Messages never name the path or count its files.
+
+    Parameters
+    ----------
+    path : str
+        Absolute path of a directory below a registration root.
+
+    Raises
+    ------
+    InvalidInputError
+        When `path` is not absolute, or the directory holds no image file of
+        the microscope type (or a name too long to store).
+    RegistrationRefusedError
+        When the directory may not be registered (:func:`allowed_directory`).
     NotFoundError
         When the acquisition does not exist.
     """
-    text = os.fspath(path)
-    if not isinstance(text, str) or "\x00" in text or not os.path.isabs(text):
-        raise InvalidInputError(f"path must be an absolute directory on the server, got {path!r}")
+    real = allowed_directory(path)
     with tm.utils.ExperimentSession(experiment_id) as session:
         acquisition = _acquisition(session, acquisition_id)
         plate_name, acquisition_name = acquisition.plate.name, acquisition.name
-    result = registry.register_files(experiment_id, plate_name, acquisition_name, text)
+    try:
+        result = registry.register_files(experiment_id, plate_name, acquisition_name, real)
+    except InvalidInputError:
+        # its messages are for the local administrator: they name the path and count files
+        raise InvalidInputError(NO_MATCHING_FILES) from None
     if result.known:
         # uploads registered but never completed: take them from the directory
-        link = registry.source_link_name(Path(text).expanduser().resolve())
+        link = registry.source_link_name(real)
         with tm.utils.ExperimentSession(experiment_id) as session:
             for model in _FILE_MODELS:
                 session.execute(

@@ -78,7 +78,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(UserError)
     def _user_error(err: UserError) -> Response:
-        if isinstance(err, NotFoundError):
+        # a library error may name its own status (e.g. 403 refused, 429 over a quota)
+        if isinstance(getattr(err, "http_status", None), int):
+            status = err.http_status
+        elif isinstance(err, NotFoundError):
             status = 404
         elif isinstance(err, AlreadyExistsError):
             status = 409
