@@ -1,18 +1,29 @@
 """Server settings, from environment variables (like every tmlib setting).
 
-=====================  ===============================  ==========================================
-setting                environment variable             default
-=====================  ===============================  ==========================================
-secret_key             ``TMAPS_SECRET_KEY``             random, kept in ``$TMAPS_HOME/secret_key``
-jwt_expiration_hours   ``TMAPS_JWT_EXPIRATION_HOURS``   72
-max_upload_mb          ``TMAPS_MAX_UPLOAD_MB``          4096 (largest microscope file accepted)
-=====================  ===============================  ==========================================
+======================  ===================================  ======================================
+setting                 environment variable                 default
+======================  ===================================  ======================================
+secret_key              ``TMAPS_SECRET_KEY``                 random, kept in ``$TMAPS_HOME/secret_key``
+jwt_expiration_hours    ``TMAPS_JWT_EXPIRATION_HOURS``       72
+tile_token_minutes      ``TMAPS_TILE_TOKEN_MINUTES``         60 (lifetime of ``?access_token=``
+                                                             tokens, valid for map tiles only)
+max_upload_mb           ``TMAPS_MAX_UPLOAD_MB``              4096 (largest microscope file accepted)
+max_json_mb             ``TMAPS_MAX_JSON_MB``                4 (largest body of any other request)
+password_checks         ``TMAPS_PASSWORD_CHECKS``            min(4, cores): concurrent password
+                                                             checks per process (64 MB each)
+password_wait_seconds   ``TMAPS_PASSWORD_WAIT_SECONDS``      5: then a login is answered 503
+login_max_failures      ``TMAPS_LOGIN_MAX_FAILURES``         10 failed logins per user name and per
+                                                             client address ...
+login_window_seconds    ``TMAPS_LOGIN_WINDOW_SECONDS``       300 ... within this time; then 429
+======================  ===================================  ======================================
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,32 +31,70 @@ from tmlib.config import load_settings
 from tmlib.errors import ConfigError
 
 
+def _default_password_checks() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 @dataclass(frozen=True)
 class ServerConfig:
-    """Resolved server settings."""
+    """Resolved server settings (see the module docstring)."""
 
     secret_key: str
     jwt_expiration_hours: float = 72.0
+    tile_token_minutes: float = 60.0
     max_upload_mb: int = 4096
+    max_json_mb: float = 4.0
+    password_checks: int = _default_password_checks()
+    password_wait_seconds: float = 5.0
+    login_max_failures: int = 10
+    login_window_seconds: float = 300.0
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _symlink_error(path: Path) -> ConfigError:
+    return ConfigError(
+        f"{path} is a symbolic link: refusing to use it as the server's secret key "
+        "(remove it, or set TMAPS_SECRET_KEY)"
+    )
+
+
+def _read_secret(path: Path) -> str:
+    """The key in `path`, opened without following a symbolic link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise _symlink_error(path) from None
+        raise ConfigError(f"cannot read the secret key {path}: {err.strerror}") from None
+    with os.fdopen(fd) as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ConfigError(f"{path} is not a regular file: cannot use it as the secret key")
+        return fh.read().strip()
 
 
 def _persistent_secret(home: Path) -> str:
     # Every worker process and every restart must sign with the same key, or
     # tokens stop working; a random key kept beside the database does that.
+    # Whoever can plant a link there must neither choose our key nor make us
+    # write through it: nothing here follows a symbolic link.
     path = home / "secret_key"
+    if path.is_symlink():
+        raise _symlink_error(path)
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".secret_key.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(48))
+        tmp = path.with_name(f".secret_key.{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
         try:
-            os.link(tmp, path)  # atomic; the first writer wins
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+            os.link(tmp, path, follow_symlinks=False)  # atomic; the first writer wins
         except FileExistsError:
             pass
         finally:
             tmp.unlink()
-    return path.read_text().strip()
+    return _read_secret(path)
 
 
 def _positive(name: str, raw: str | None, default: float) -> float:
@@ -55,19 +104,37 @@ def _positive(name: str, raw: str | None, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = 0.0
-    if value <= 0:
+    if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number, got {raw!r}")
     return value
+
+
+def _positive_int(name: str, raw: str | None, default: int) -> int:
+    value = _positive(name, raw, default)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a positive whole number, got {raw!r}")
+    return int(value)
 
 
 def load_server_config(environ: dict[str, str] | None = None) -> ServerConfig:
     """Read the server settings (see the module docstring)."""
     env = os.environ if environ is None else environ
     secret = env.get("TMAPS_SECRET_KEY") or _persistent_secret(load_settings().home)
+
+    def number(name: str, default: float) -> float:
+        return _positive(name, env.get(name), default)
+
+    def whole(name: str, default: int) -> int:
+        return _positive_int(name, env.get(name), default)
+
     return ServerConfig(
         secret_key=secret,
-        jwt_expiration_hours=_positive(
-            "TMAPS_JWT_EXPIRATION_HOURS", env.get("TMAPS_JWT_EXPIRATION_HOURS"), 72.0
-        ),
-        max_upload_mb=int(_positive("TMAPS_MAX_UPLOAD_MB", env.get("TMAPS_MAX_UPLOAD_MB"), 4096)),
+        jwt_expiration_hours=number("TMAPS_JWT_EXPIRATION_HOURS", 72.0),
+        tile_token_minutes=number("TMAPS_TILE_TOKEN_MINUTES", 60.0),
+        max_upload_mb=int(number("TMAPS_MAX_UPLOAD_MB", 4096)),
+        max_json_mb=number("TMAPS_MAX_JSON_MB", 4.0),
+        password_checks=whole("TMAPS_PASSWORD_CHECKS", _default_password_checks()),
+        password_wait_seconds=number("TMAPS_PASSWORD_WAIT_SECONDS", 5.0),
+        login_max_failures=whole("TMAPS_LOGIN_MAX_FAILURES", 10),
+        login_window_seconds=number("TMAPS_LOGIN_WINDOW_SECONDS", 300.0),
     )
