@@ -31,6 +31,7 @@ from tmlib.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from tmlib.models.session import main_engine
 from tmlib.workflow import args as arguments
 from tmlib.workflow.description import FILENAME, WorkflowDescription
+from tmlib.workflow.jobs import procs
 from tmlib.workflow.jobs.backends import Backend, LocalBackend
 from tmlib.workflow.jobs.engine import (
     PARALLEL,
@@ -182,8 +183,7 @@ class Run:
             self.engine.request_kill()  # no I/O here: the next round kills
 
         previous = signal.signal(signal.SIGTERM, stop)
-        root = self.engine.root
-        root.data = {**root.data, "engine": {"pid": os.getpid(), "host": os.uname().nodename}}
+        _record_engine(self.engine.root, os.getpid())
         try:
             return self.engine.run(on_progress=(lambda: on_progress(self)) if on_progress else None)
         except KeyboardInterrupt:
@@ -212,8 +212,9 @@ def _submission_lock(experiment_id: int, location: str | os.PathLike):
 
 
 def _record_engine(root: tm.Task, pid: int) -> None:
+    """Record the engine process of a tree: pid, host and start time (its identity)."""
     # JSON columns do not notice in-place changes: assign a new dict
-    root.data = {**(root.data or {}), "engine": {"pid": pid, "host": os.uname().nodename}}
+    root.data = {**(root.data or {}), "engine": procs.identity(pid)}
 
 
 def _start(experiment_id: int, program: str, tree: TaskSpec, backend: Backend | None) -> Run:
@@ -619,13 +620,19 @@ def resume_submission(submission_id: int, backend: Backend | None = None) -> Run
 
 
 def _engine_process_alive(root: tm.Task) -> bool:
-    """Whether the process recorded as the tree's engine still runs (on this host)."""
+    """Whether the process recorded as the tree's engine still runs (on this host).
+
+    A process that has the recorded pid but another start time is not it: the
+    engine ended and its pid was given to another process.
+    """
     info = (root.data or {}).get("engine")
-    if not info or info.get("host") != os.uname().nodename:
+    if not info or info.get("host") != procs.HOST:
         return False
     if info["pid"] == os.getpid():
         return False
-    try:
+    if info.get("pid_start") is not None:
+        return procs.record_alive(info)
+    try:  # recorded before start times were: the best guess is its command line
         cmdline = Path(f"/proc/{info['pid']}/cmdline").read_bytes()
     except OSError:
         return False
@@ -670,8 +677,7 @@ def kill_submission(submission_id: int) -> int:
     """
     with tm.utils.MainSession() as session:
         submission, root = _submission_root(session, submission_id)
-        if _engine_alive(root):
-            os.kill(root.data["engine"]["pid"], signal.SIGTERM)
+        if _engine_alive(root) and procs.send_record(root.data["engine"], signal.SIGTERM):
             return 1
         killed = 0
         jobs = session.scalars(
@@ -682,13 +688,10 @@ def kill_submission(submission_id: int) -> int:
             )
         ).all()
         for job in jobs:
-            pid = (job.data or {}).get("pid")
-            if pid and (job.data or {}).get("host") == os.uname().nodename:
-                try:
-                    os.killpg(pid, signal.SIGTERM)
-                    killed += 1
-                except ProcessLookupError:
-                    pass
+            # only if the pid still names the job (same start time): after a
+            # crash or reboot it may belong to any other process by now
+            if procs.send_record(job.data or {}, signal.SIGTERM, group=True):
+                killed += 1
             job.state, job.exitcode = State.TERMINATED, -signal.SIGTERM
         # the dead engine cannot close its collections: they failed
         _close_collections(session, submission.id)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tmlib.workflow.jobs import spawner
+from tmlib.workflow.jobs import procs, spawner
 from tmlib.workflow.jobs.job import JobSpec, read_exit_file, read_json_file
 
 
@@ -128,14 +129,15 @@ class LocalBackend(Backend):
         self._running: dict[str, JobSpec] = {}
         self._adopted: dict[str, tuple[JobSpec, dict, float]] = {}
         self._ended: dict[str, Outcome] = {}
-        self._pids: dict[str, int] = {}  # running jobs' process groups
+        self._pids: dict[str, tuple[int, int | None]] = {}  # running jobs' groups, start times
+        self._owner: dict[str, _Spawner] = {}  # the spawner that started each running job
         self._spawners: dict[bool, _Spawner] = {}
         if self.preload is not None:
             self._spawner(preloaded=True)  # its imports overlap with the engine's start
 
     def _spawner(self, preloaded: bool) -> _Spawner:
         spawner_ = self._spawners.get(preloaded)
-        if spawner_ is None or spawner_.proc.poll() is not None:
+        if spawner_ is None or spawner_.eof or spawner_.proc.poll() is not None:
             if preloaded:
                 assert self.preload is not None
                 command = [sys.executable, spawner.__file__, "--preload", self.preload[1]]
@@ -153,12 +155,35 @@ class LocalBackend(Backend):
             if "exitcode" in record and self._running.pop(record["name"], None) is not None:
                 self._ended[record["name"]] = Outcome.from_record(record)
                 self._pids.pop(record["name"], None)
+                self._owner.pop(record["name"], None)
+
+    def _lose_jobs_of_dead_spawners(self) -> None:
+        """Jobs whose spawner is gone can never be reported: they failed (lost).
+
+        Without this a spawner that died (killed, or its jobs' log directory
+        deleted under it) would leave its jobs running forever in the
+        engine's eyes, and the engine would wait on a pipe at EOF, which is
+        always "readable": a busy loop that no SIGTERM ends. What still runs
+        of such a job is killed, since nobody could record its end.
+        """
+        for name, owner in list(self._owner.items()):
+            if not owner.eof:  # (EOF comes after the last record it sent)
+                continue
+            job = self._running.pop(name)
+            pid, started = self._pids.pop(name, (0, None))
+            del self._owner[name]
+            record = read_exit_file(job.exit_file)
+            if record is not None:  # it ended and was recorded before its spawner died
+                self._ended[name] = Outcome.from_record(record)
+                continue
+            if pid:
+                procs.send(pid, started, signal.SIGKILL, group=True)
+            self._ended[name] = Outcome(exitcode=-signal.SIGKILL)
 
     def terminate_now(self) -> None:
-        for name, pid in list(self._pids.items()):
+        for name, (pid, started) in list(self._pids.items()):
             if name in self._running:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, 15)
+                procs.send(pid, started, signal.SIGTERM, group=True)
 
     def submit(self, job: JobSpec) -> dict:
         job.log_dir.mkdir(parents=True, exist_ok=True)
@@ -188,12 +213,18 @@ class LocalBackend(Backend):
             started = [r for r in records if r.get("name") == job.name and "pid" in r]
             self._handle([r for r in records if "pid" not in r])
             if started:
-                self._pids[job.name] = started[0]["pid"]
+                record = started[0]
+                self._pids[job.name] = (record["pid"], record.get("pid_start"))
+                self._owner[job.name] = spawner_
                 return {
-                    "pid": started[0]["pid"],
+                    "pid": record["pid"],
+                    "pid_start": record.get("pid_start"),
                     "spawner": spawner_.proc.pid,
+                    "spawner_start": record.get("spawner_start"),
                     "host": os.uname().nodename,
                 }
+            if spawner_.eof:
+                raise RuntimeError("the local job spawner died")
 
     def adopt(self, job: JobSpec, handle: dict) -> bool:
         # The pid file is written by the spawner itself, so it also covers a job
@@ -210,6 +241,7 @@ class LocalBackend(Backend):
     def poll(self) -> dict[str, Outcome]:
         for spawner_ in self._spawners.values():
             self._handle(spawner_.read(timeout=0))
+        self._lose_jobs_of_dead_spawners()
         for name, (job, info, start) in list(self._adopted.items()):
             record = read_exit_file(job.exit_file)
             if record is not None:
@@ -225,26 +257,37 @@ class LocalBackend(Backend):
 
     def kill(self, name: str) -> None:
         if name in self._running:
-            for spawner_ in self._spawners.values():
-                spawner_.send({"op": "kill", "name": name, "signal": 15})
+            owner = self._owner.get(name)
+            if owner is not None and owner.send({"op": "kill", "name": name, "signal": 15}):
+                return
+            pid, started = self._pids.get(name, (0, None))
+            if pid:  # its spawner is gone: signal the job itself (poll reports it lost)
+                procs.send(pid, started, signal.SIGTERM, group=True)
         elif name in self._adopted:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.killpg(int(self._adopted[name][1]["pid"]), 15)
+            procs.send_record(self._adopted[name][1], signal.SIGTERM, group=True)
 
     def running(self) -> list[str]:
         return [*self._running, *self._adopted]
 
     def wait(self, timeout: float) -> None:
         # wake up as soon as a spawner reports (a job ended), not at the next tick
-        fds = [s.proc.stdout.fileno() for s in self._spawners.values() if s.proc.stdout]
+        # (a spawner at EOF is always "readable": waiting on it would not wait)
+        fds = [
+            s.proc.stdout.fileno() for s in self._spawners.values() if s.proc.stdout and not s.eof
+        ]
         if fds and not self._adopted:
             select.select(fds, [], [], timeout)
         else:
             time.sleep(timeout)
 
     def close(self) -> None:
+        idle = not self._running
         for spawner_ in self._spawners.values():
             spawner_.close()  # it exits once its jobs ended
+        if idle:  # then it exits at once: reap it, so that no process outlives its engine
+            for spawner_ in self._spawners.values():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    spawner_.proc.wait(timeout=5)
         self._spawners.clear()
 
 
@@ -259,19 +302,27 @@ class _Spawner:
             start_new_session=True,  # survives Ctrl-C and the engine's death
         )
         self._buffer = b""
+        #: its output ended: it died (or closed it), and reports nothing more
+        self.eof = False
 
-    def send(self, message: dict) -> None:
+    def send(self, message: dict) -> bool:
+        """Write a message; False if the spawner is gone."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: stdin was closed
+            return False
+        return True
 
     def read(self, timeout: float) -> list[dict]:
         assert self.proc.stdout is not None
         records = []
         fd = self.proc.stdout.fileno()
-        while select.select([fd], [], [], timeout)[0]:
+        while not self.eof and select.select([fd], [], [], timeout)[0]:
             chunk = os.read(fd, 65536)
             if not chunk:
+                self.eof = True
                 break
             self._buffer += chunk
             *lines, self._buffer = self._buffer.split(b"\n")
@@ -286,11 +337,13 @@ class _Spawner:
 
 def _still_running(info: dict) -> bool:
     """Whether a job may still end normally: it runs, or its spawner (which
-    writes the exit file once it has reaped the job) does."""
-    pid, spawner_pid = info.get("pid"), info.get("spawner")
-    if pid and _is_process_alive(int(pid)):
+    writes the exit file once it has reaped the job) does. Processes are
+    recognised by their start times where recorded, not by pid alone."""
+    if procs.record_alive(info):
         return True
-    return bool(spawner_pid) and _is_spawner(int(spawner_pid))
+    return procs.record_alive(info, "spawner", "spawner_start") and _is_spawner(
+        int(info["spawner"])
+    )
 
 
 def _is_spawner(pid: int) -> bool:
@@ -298,13 +351,4 @@ def _is_spawner(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return spawner.__file__.encode() in cmdline and _is_process_alive(pid)
-
-
-def _is_process_alive(pid: int) -> bool:
-    """Whether a process exists and has not exited (a zombie counts as exited)."""
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return status.rsplit(")", 1)[-1].split()[0] != "Z"
+    return spawner.__file__.encode() in cmdline

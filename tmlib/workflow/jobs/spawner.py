@@ -108,13 +108,32 @@ def _start(msg):
 
 
 def _write_json(path, record):
+    """Write a small JSON file atomically; False if its directory is gone (deleted under us)."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(record) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        # e.g. the experiment was deleted: its jobs' records have no home any
+        # more, but this process must go on reaping and reporting its jobs
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return False
+    return True
+
+
+def _start_time(pid):
+    """When process `pid` started (field 22 of its stat, clock ticks since boot), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def main():
+    _self_start = _start_time(os.getpid())
     jobs = {}  # pid -> (name, exit file, start time)
     pids = {}  # name -> pid
     stdin_open = True
@@ -136,9 +155,17 @@ def main():
                         pids[msg["name"]] = pid
                         # a resumed engine finds the job through this file, even if the
                         # engine that asked for it died before it learnt the pid
-                        where = {"pid": pid, "spawner": os.getpid(), "host": _HOST}
+                        # with start times: a kill after a crash checks that the pid
+                        # still names this job before it signals it
+                        where = {
+                            "pid": pid,
+                            "spawner": os.getpid(),
+                            "host": _HOST,
+                            "pid_start": _start_time(pid),
+                            "spawner_start": _self_start,
+                        }
                         _write_json(msg["pidfile"], where)
-                        _send({"name": msg["name"], "pid": pid})
+                        _send({"name": msg["name"], **where})
                     elif msg["op"] == "kill" and msg["name"] in pids:
                         with contextlib.suppress(ProcessLookupError):
                             os.killpg(pids[msg["name"]], msg.get("signal", signal.SIGTERM))
@@ -185,7 +212,8 @@ def task(manifest, index):
     else:
         array_job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", ""))
         cluster_task = f"{array_job}_{index}"
-    _write_json(msg["pidfile"], {"pid": pid, "host": _HOST, "cluster_task": cluster_task})
+    where = {"pid": pid, "host": _HOST, "pid_start": _start_time(pid), "cluster_task": cluster_task}
+    _write_json(msg["pidfile"], where)
 
     def forward(signum, _frame):
         with contextlib.suppress(ProcessLookupError):
