@@ -24,6 +24,7 @@ from helpers import BIN, env, live_server, use_fast_password_hashing
 import tmlib.models as tm
 from tmlib import registry
 from tmlib.errors import ConfigError
+from tmlib.models.session import dispose_engines
 from tmserver.app import create_app
 from tmserver.config import ServerConfig, load_server_config
 
@@ -105,10 +106,12 @@ def test_logout_all_invalidates_every_old_token(server):
 
 def test_database_made_before_token_epochs_gains_the_column(tmaps, monkeypatch):
     use_fast_password_hashing(monkeypatch)
+    tmaps.home.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(tmaps.db_url)
+    key = "SERIAL" if tmaps.dialect == "postgresql" else "INTEGER"
     with engine.begin() as conn:  # the users table as earlier versions created it
         conn.exec_driver_sql(
-            "CREATE TABLE users (id INTEGER PRIMARY KEY, name VARCHAR(255) UNIQUE, "
+            f"CREATE TABLE users (id {key} PRIMARY KEY, name VARCHAR(255) UNIQUE, "
             "email VARCHAR(255) UNIQUE, password_hash VARCHAR(255), "
             "created_at TIMESTAMP, updated_at TIMESTAMP)"
         )
@@ -117,7 +120,7 @@ def test_database_made_before_token_epochs_gains_the_column(tmaps, monkeypatch):
     client = _app().test_client()
     token = _login(client, "old").get_json()["access_token"]
     assert client.get("/api/experiments", headers=_auth(token)).status_code == 200
-    tm.models.session.dispose_engines()  # a second process: the column is there already
+    dispose_engines()  # a second process: the column is there already
     assert client.get("/api/experiments", headers=_auth(token)).status_code == 200
 
 
@@ -318,7 +321,7 @@ def test_content_disposition_is_quoted(processed_server, processed):
         registry.rename_experiment(eid, "screen")
     assert "X-Injected" not in response.headers
     assert response.headers["Content-Disposition"] == (
-        "attachment; filename=\"evil___X-Injected: 1; _Cells_metadata.csv\"; "
+        'attachment; filename="evil___X-Injected: 1; __Cells_metadata.csv"; '
         "filename*=UTF-8''evil%22%0D%0AX-Injected%3A%201%3B%20%C3%A9_Cells_metadata.csv"
     )
 

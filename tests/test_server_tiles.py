@@ -35,9 +35,9 @@ def test_raster_tiles_are_the_containers_bytes(processed_server, processed):
         assert response.mimetype == "image/jpeg"
         assert response.get_data() == data
         assert "max-age" in response.headers["Cache-Control"]
-    # token in the query instead of the header
+    # a tile token in the query instead of the header
     level, row, column, data = stored[0]
-    token = processed_server.tokens["alice"]
+    token = processed_server.post("/auth/tile_token").get_json()["access_token"]
     response = processed_server.client.get(
         f"{url}?x={column}&y={row}&z={level}&access_token={token}"
     )

@@ -807,7 +807,7 @@ ACCESS_LEVELS = ("read", "write", "owner")
 
 #: one query for :func:`access_level`; text, so it is not rebuilt on every request
 _ACCESS_QUERY = sa.text(
-    "SELECT u.id, r.user_id, s.write_access, s.id FROM users u "
+    "SELECT u.id, u.token_epoch, r.user_id, s.write_access, s.id FROM users u "
     "LEFT JOIN experiment_references r ON r.id = :experiment "
     "LEFT JOIN experiment_shares s ON s.experiment_id = r.id AND s.user_id = u.id "
     "WHERE u.id = :user"
@@ -815,12 +815,22 @@ _ACCESS_QUERY = sa.text(
 
 
 def access_level(
-    user_id: int, experiment_id: int | None = None, db_url: str | None = None
+    user_id: int,
+    experiment_id: int | None = None,
+    db_url: str | None = None,
+    token_epoch: int | None = None,
 ) -> tuple[bool, bool, str | None]:
     """Whether a user exists, whether an experiment exists, and the user's access to it.
 
     One query on a plain connection: the server asks this on every request
     (map tiles included), so it must cost well under a millisecond.
+
+    Parameters
+    ----------
+    token_epoch : int, optional
+        The epoch the caller's token carries: a user whose epoch differs (who
+        logged out everywhere since, or who only got the id of a deleted user)
+        counts as not existing.
 
     Returns
     -------
@@ -833,9 +843,9 @@ def access_level(
             _ACCESS_QUERY,
             {"user": user_id, "experiment": -1 if experiment_id is None else experiment_id},
         ).first()
-    if row is None:
+    if row is None or (token_epoch is not None and row[1] != token_epoch):
         return False, experiment_id is None, None
-    _, owner_id, write_access, share_id = row
+    _, _, owner_id, write_access, share_id = row
     if owner_id is None:
         return True, False, None
     if owner_id == user_id:

@@ -1,21 +1,22 @@
 """Server settings, from environment variables (like every tmlib setting).
 
-======================  ===================================  ======================================
-setting                 environment variable                 default
-======================  ===================================  ======================================
-secret_key              ``TMAPS_SECRET_KEY``                 random, kept in ``$TMAPS_HOME/secret_key``
-jwt_expiration_hours    ``TMAPS_JWT_EXPIRATION_HOURS``       72
-tile_token_minutes      ``TMAPS_TILE_TOKEN_MINUTES``         60 (lifetime of ``?access_token=``
-                                                             tokens, valid for map tiles only)
-max_upload_mb           ``TMAPS_MAX_UPLOAD_MB``              4096 (largest microscope file accepted)
-max_json_mb             ``TMAPS_MAX_JSON_MB``                4 (largest body of any other request)
-password_checks         ``TMAPS_PASSWORD_CHECKS``            min(4, cores): concurrent password
-                                                             checks per process (64 MB each)
-password_wait_seconds   ``TMAPS_PASSWORD_WAIT_SECONDS``      5: then a login is answered 503
-login_max_failures      ``TMAPS_LOGIN_MAX_FAILURES``         10 failed logins per user name and per
-                                                             client address ...
-login_window_seconds    ``TMAPS_LOGIN_WINDOW_SECONDS``       300 ... within this time; then 429
-======================  ===================================  ======================================
+=====================  ===============================  ==========================================
+setting                environment variable             default
+=====================  ===============================  ==========================================
+secret_key             ``TMAPS_SECRET_KEY``             random, in ``$TMAPS_HOME/secret_key``
+jwt_expiration_hours   ``TMAPS_JWT_EXPIRATION_HOURS``   72
+tile_token_minutes     ``TMAPS_TILE_TOKEN_MINUTES``     60 (``?access_token=`` tokens, for map
+                                                        tiles only, live this long)
+max_upload_mb          ``TMAPS_MAX_UPLOAD_MB``          4096 (largest microscope file accepted)
+max_json_mb            ``TMAPS_MAX_JSON_MB``            4 (largest body of any other request)
+password_checks        ``TMAPS_PASSWORD_CHECKS``        min(2, cores): concurrent password
+                                                        checks per process (64 MB each)
+password_wait_seconds  ``TMAPS_PASSWORD_WAIT_SECONDS``  5; a login waiting longer gets 503
+login_max_failures     ``TMAPS_LOGIN_MAX_FAILURES``     10 failed logins of one user name, or
+                                                        from one address, ...
+login_window_seconds   ``TMAPS_LOGIN_WINDOW_SECONDS``   300 ... within this time lock it (429)
+                                                        until the window ends
+=====================  ===============================  ==========================================
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tmlib.errors import ConfigError
 
 
 def _default_password_checks() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

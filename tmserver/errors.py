@@ -9,6 +9,7 @@ propagate: :class:`tmlib.errors.NotFoundError` becomes 404,
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
@@ -19,13 +20,17 @@ logger = logging.getLogger(__name__)
 
 
 class HTTPError(Exception):
-    """An error answered with `status_code` and a JSON body."""
+    """An error answered with `status_code` and a JSON body.
+
+    `retry_after` (seconds), when given, is sent as the ``Retry-After`` header.
+    """
 
     status_code = 400
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after
 
 
 class MalformedRequestError(HTTPError):
@@ -60,6 +65,24 @@ class ConflictError(HTTPError):
     status_code = 409
 
 
+class PayloadTooLargeError(HTTPError):
+    """The request body is larger than the route accepts (413)."""
+
+    status_code = 413
+
+
+class TooManyRequestsError(HTTPError):
+    """Too many failed logins of a user name or from an address (429)."""
+
+    status_code = 429
+
+
+class ServiceUnavailableError(HTTPError):
+    """The server is too busy to answer now; try again later (503)."""
+
+    status_code = 503
+
+
 def error_response(status_code: int, message: str, kind: str) -> Response:
     """The JSON error body every failure of the API is answered with."""
     response = jsonify(
@@ -74,7 +97,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPError)
     def _http_error(err: HTTPError) -> Response:
-        return error_response(err.status_code, err.message, type(err).__name__)
+        response = error_response(err.status_code, err.message, type(err).__name__)
+        if err.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
+        return response
 
     @app.errorhandler(UserError)
     def _user_error(err: UserError) -> Response:

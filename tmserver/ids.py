@@ -13,6 +13,8 @@ from tmserver.errors import MalformedRequestError
 
 _PREFIX = "tmaps"
 _MAX_ID = 2**63 - 1
+#: no id (decimal or legacy) is longer; Python refuses to convert > 4300 digits
+_MAX_LENGTH = 64
 
 
 def decode_id(value: str, what: str = "id") -> int:
@@ -24,6 +26,8 @@ def decode_id(value: str, what: str = "id") -> int:
         When `value` is neither a decimal id nor a legacy-encoded one.
     """
     text = value.strip()
+    if len(text) > _MAX_LENGTH:
+        raise MalformedRequestError(f"invalid {what} {value[:24]!r}...: too long")
     if text.isascii() and text.isdigit():
         number = int(text)
     else:

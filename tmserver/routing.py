@@ -34,7 +34,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from tmlib import registry
-from tmserver.auth import authenticate
+from tmserver.auth import QUERY_TOKEN, authenticate
 from tmserver.errors import (
     ForbiddenError,
     MalformedRequestError,
@@ -49,6 +49,7 @@ ID = "id"
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
 _PATH_PARAM = re.compile(r"\{([a-z_]+)\}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,9 @@ def _convert(name: str, param: Param, raw: Any, from_query: bool) -> Any:
             raise MalformedRequestError(f"parameter {name!r} must be a string")
         if "\x00" in raw:
             raise MalformedRequestError(f"parameter {name!r} must not contain NUL characters")
+        if _SURROGATE.search(raw):
+            # not Unicode text: it would fail in the database or as a file name
+            raise MalformedRequestError(f"parameter {name!r} contains a lone surrogate")
         if param.enum is not None and raw not in param.enum:
             raise MalformedRequestError(
                 f"parameter {name!r} must be one of {', '.join(map(str, param.enum))}"
@@ -193,9 +197,12 @@ def check_access(experiment_id: int | None, permission: str | None) -> None:
         g.user_id,
         experiment_id if permission is not None else None,
         current_app.config["TMAPS_DB_URL"],
+        token_epoch=g.token_epoch,
     )
     if not user_exists:
-        raise NotAuthorizedError("invalid token: the user does not exist any more")
+        raise NotAuthorizedError(
+            "invalid token: the user does not exist any more or logged out everywhere"
+        )
     g.access = level
     if permission is None:
         return
@@ -241,8 +248,9 @@ class Api:
         """Declare a route (see the module docstring).
 
         `permission` is ``"read"``, ``"write"`` or None (no experiment check);
-        `token_in_query` also accepts the token as ``?access_token=`` (for
-        map tiles, which browsers' tile loaders fetch without headers).
+        `token_in_query` also accepts a tile token (and only that) as
+        ``?access_token=`` (for map tiles, which browsers' tile loaders fetch
+        without headers); tile tokens are refused on all other routes.
         """
         path_names = _PATH_PARAM.findall(path)
         if permission is not None and "experiment_id" not in path_names:
@@ -266,10 +274,11 @@ class Api:
             @functools.wraps(view)
             def handle(**raw_ids: str) -> Any:
                 if endpoint.authenticated:
-                    if token_in_query and "access_token" in request.args:
-                        authenticate(token=request.args["access_token"])
+                    query_token = request.environ.get(QUERY_TOKEN)
+                    if token_in_query and query_token is not None:
+                        authenticate(token=query_token, tiles=True)
                     else:
-                        authenticate()
+                        authenticate(tiles=token_in_query)
                 kwargs: dict[str, Any] = {
                     name: decode_id(value, name) for name, value in raw_ids.items()
                 }
@@ -293,6 +302,8 @@ class Api:
                     return result
                 return jsonify(result)
 
+            # uploads get TMAPS_MAX_UPLOAD_MB, every other body TMAPS_MAX_JSON_MB
+            handle.accepts_uploads = bool(endpoint.files)  # type: ignore[attr-defined]
             self.blueprint.add_url_rule(
                 rule, endpoint=view.__name__, view_func=handle, methods=[endpoint.method]
             )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import secrets
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -17,16 +19,45 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    inspect,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tmlib.models.base import BigIdType, JSONType, MainModel, Timestamps
 
 _hasher = PasswordHasher()
 
+#: (hasher, hash of a random password) for :func:`check_no_password`
+_dummy: tuple[PasswordHasher, str] | None = None
+
+
+def new_token_epoch() -> int:
+    """A random token epoch: tokens of a former holder of a user id never match it."""
+    return secrets.randbits(31)
+
+
+def check_no_password(password: str) -> bool:
+    """Verify `password` against a hash nobody knows, as long as a real check; False.
+
+    Login of an unknown user costs the same time as that of a known one, so the
+    answer's time does not tell whether a user name exists.
+    """
+    global _dummy
+    if _dummy is None or _dummy[0] is not _hasher:
+        _dummy = (_hasher, _hasher.hash(secrets.token_urlsafe(16)))
+    with contextlib.suppress(VerificationError, InvalidHashError):
+        _hasher.verify(_dummy[1], password)
+    return False
+
 
 class User(Timestamps, MainModel):
-    """A person who owns experiments. Passwords are stored as argon2id hashes."""
+    """A person who owns experiments. Passwords are stored as argon2id hashes.
+
+    Tokens carry the user's ``token_epoch``; changing it (:meth:`renew_token_epoch`)
+    invalidates every token issued before.
+    """
 
     __tablename__ = "users"
 
@@ -34,6 +65,7 @@ class User(Timestamps, MainModel):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     email: Mapped[str] = mapped_column(String(255), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    token_epoch: Mapped[int] = mapped_column(Integer, default=new_token_epoch)
 
     experiments: Mapped[list[ExperimentReference]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -49,8 +81,44 @@ class User(Timestamps, MainModel):
         except (VerificationError, InvalidHashError):
             return False
 
+    def renew_token_epoch(self) -> None:
+        """Invalidate every token issued so far (log out everywhere)."""
+        old = self.token_epoch
+        while self.token_epoch == old:
+            self.token_epoch = new_token_epoch()
+
     def __repr__(self) -> str:
         return f"<User(id={self.id}, name={self.name!r})>"
+
+
+@event.listens_for(MainModel.metadata, "after_create")
+def add_token_epoch_column_if_missing(_metadata: Any, connection: Connection, **_kw: Any) -> None:
+    """Add ``users.token_epoch`` to a database made before it existed.
+
+    Runs after every ``create_all`` of the main tables (first use of the main
+    engine in a process); a no-op once the column is there. Tokens issued
+    before the upgrade carry no epoch, so they stop working (log in again).
+    """
+    columns = {column["name"] for column in inspect(connection).get_columns("users")}
+    if "token_epoch" not in columns:
+        connection.exec_driver_sql(
+            "ALTER TABLE users ADD COLUMN token_epoch INTEGER NOT NULL DEFAULT 0"
+        )
+
+
+class LoginFailure(MainModel):
+    """Failed logins of one user name or from one address, counted per time window.
+
+    Kept in the main database so that every server process and every restart
+    sees the same counts (see :mod:`tmlib.logins`). ``value`` is a digest.
+    """
+
+    __tablename__ = "login_failures"
+
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[float] = mapped_column(Float, index=True)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class ExperimentReference(Timestamps, MainModel):

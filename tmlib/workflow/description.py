@@ -82,8 +82,10 @@ def _pairs(value: Any, where: str) -> dict[str, Any]:
     if isinstance(value, list):
         out = {}
         for item in value:
-            if not isinstance(item, dict) or "name" not in item:
-                raise InvalidInputError(f"{where}: each argument needs a 'name' and a 'value'")
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InvalidInputError(
+                    f"{where}: each argument needs a 'name' (a string) and a 'value'"
+                )
             out[item["name"]] = item.get("value")
         return out
     raise InvalidInputError(f"{where}: expected a list of {{name, value}} or a mapping")

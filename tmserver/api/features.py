@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 from flask import Response
 
 import tmlib.models as tm
@@ -97,8 +99,24 @@ def add_feature_values(
 
 def _csv_response(chunks, filename: str) -> Response:
     response = Response(chunks, mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Content-Disposition"] = content_disposition(filename)
     return response
+
+
+#: what RFC 5987 allows unencoded in ``filename*`` (besides letters, digits, "-._~")
+_ATTR_CHARS = "!#$&+^`|"
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with `filename` quoted per RFC 6266.
+
+    Names are the user's (experiment, plate, ...), so they may hold quotes,
+    CR/LF or any Unicode: ``filename=`` gets an ASCII fallback with those
+    replaced by ``_``, and ``filename*=`` the exact name, percent-encoded UTF-8.
+    """
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in filename)
+    encoded = urllib.parse.quote(filename, safe=_ATTR_CHARS, encoding="utf-8", errors="strict")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
 @api.route(
