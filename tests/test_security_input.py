@@ -246,3 +246,113 @@ def test_tm_add_files_registers_any_directory(tmaps, tmp_path, monkeypatch):
     # and its messages keep their detail
     with pytest.raises(InvalidInputError, match=str(tmp_path / "missing")):
         registry.register_files(eid, "p", "a", tmp_path / "missing")
+
+
+# --- item 6: step arguments are checked for type and range ------------------------------
+
+#: (step, kind of argument, name, bad value) that the issue found accepted, and more
+BAD_ARGUMENTS = [
+    ("metaextract", "submission_args", "cores", -1000),
+    ("metaextract", "submission_args", "cores", 0),
+    ("metaextract", "submission_args", "cores", 100000),
+    ("metaextract", "submission_args", "cores", True),
+    ("metaextract", "submission_args", "cores", 2.5),
+    ("metaextract", "submission_args", "memory", -1),
+    ("metaextract", "submission_args", "memory", 10**12),
+    ("metaextract", "submission_args", "memory", "lots"),
+    ("metaextract", "submission_args", "duration", "99999:00:00"),
+    ("metaextract", "submission_args", "duration", "-1:00:00"),
+    ("metaextract", "submission_args", "duration", "00:00:00"),
+    ("metaextract", "submission_args", "duration", 3600),
+    ("metaextract", "batch_args", "batch_size", 2.5),
+    ("metaextract", "batch_args", "batch_size", 0),
+    ("metaextract", "batch_args", "batch_size", -3),
+    ("metaextract", "batch_args", "batch_size", False),
+    ("metaextract", "batch_args", "batch_size", [1]),
+    ("imextract", "batch_args", "delete", "maybe"),
+    ("imextract", "batch_args", "delete", 7),
+    ("illuminati", "batch_args", "clip_percent", 150.0),
+    ("illuminati", "batch_args", "clip_percent", float("nan")),
+    ("jterator", "batch_args", "batch_size", 0),
+]
+
+
+def _description_with(server, eid, step_name: str, kind: str, name: str, value: object) -> dict:
+    description = server.get(f"/api/experiments/{eid}/workflow/description").get_json()["data"]
+    for stage in description["stages"]:
+        for step in stage["steps"]:
+            if step["name"] == step_name:
+                for argument in step[kind]:
+                    if argument["name"] == name:
+                        argument["value"] = value
+                        return description
+    raise AssertionError(f"no argument {name} of {step_name}")
+
+
+@pytest.mark.parametrize("step_name,kind,name,value", BAD_ARGUMENTS)
+def test_bad_step_arguments_get_400_naming_them(server, step_name, kind, name, value):
+    import json
+
+    eid = server.post("/api/experiments", json={"name": "args"}).get_json()["data"]["id"]
+    base = f"/api/experiments/{eid}/workflow"
+    description = _description_with(server, eid, step_name, kind, name, value)
+    body = json.dumps({"description": description}, allow_nan=True)
+    for route in ("description", "submit", "resubmit"):
+        response = server.post(f"{base}/{route}", data=body, content_type="application/json")
+        message = _error(response, 400)["message"]
+        assert name in message, message
+    with tm.utils.MainSession() as session:
+        assert session.scalar(sa.select(sa.func.count(tm.Submission.id))) == 0
+
+
+def test_good_step_arguments_are_kept(server):
+    eid = server.post("/api/experiments", json={"name": "args"}).get_json()["data"]["id"]
+    base = f"/api/experiments/{eid}/workflow"
+    description = _description_with(server, eid, "metaextract", "submission_args", "cores", 4)
+    response = server.post(f"{base}/description", json={"description": description})
+    assert response.status_code == 200, response.get_json()
+    for name, value in (("memory", "4000"), ("duration", "48:00:00")):
+        description = _description_with(server, eid, "metaextract", "submission_args", name, value)
+        response = server.post(f"{base}/description", json={"description": description})
+        assert response.status_code == 200, response.get_json()
+    got = server.get(f"{base}/description").get_json()["data"]
+    args = {a["name"]: a["value"] for a in got["stages"][0]["steps"][0]["submission_args"]}
+    assert args == {"cores": 4, "memory": 4000, "duration": "48:00:00"}
+
+
+def test_argument_checks_in_the_library():
+    from tmlib.errors import InvalidInputError
+    from tmlib.workflow import args as arguments
+
+    parse = arguments.parse
+    assert parse(arguments.SUBMISSION_ARGS, {"cores": "3"})["cores"] == 3
+    assert parse(arguments.SUBMISSION_ARGS, {"memory": 2.0 * 1000})["memory"] == 2000
+    for values in ({"cores": -1000}, {"memory": -1}, {"duration": "1000:00:00"}, {"cores": True}):
+        with pytest.raises(InvalidInputError, match=next(iter(values))):
+            parse(arguments.SUBMISSION_ARGS, values)
+    # a submission's resources are checked where jobs are made, too
+    from tmlib.workflow import manager
+
+    with pytest.raises(InvalidInputError, match="cores"):
+        manager.run_resources({"cores": -1000})
+    # the steps of the multiplexing workflow too
+    from tmlib.workflow.step import get_step
+
+    with pytest.raises(InvalidInputError, match="ref_cycle"):
+        parse(get_step("align").batch_args, {"ref_cycle": -1})
+
+
+@pytest.mark.slow
+def test_step_cli_refuses_bad_batch_size(tmaps, monkeypatch):
+    from helpers import cli, one_error_line, use_fast_password_hashing
+
+    from tmlib import registry
+
+    use_fast_password_hashing(monkeypatch)
+    registry.add_user("u", "secret", "u@example.org")
+    eid = registry.add_experiment("e", "u")
+    line = one_error_line(cli("metaextract", eid, "init", "--batch-size", "0"))
+    assert "batch-size" in line or "batch_size" in line, line
+    line = one_error_line(cli("metaextract", eid, "submit", "--cores", "-1000"))
+    assert "cores" in line, line
+
