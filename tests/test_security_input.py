@@ -356,3 +356,124 @@ def test_step_cli_refuses_bad_batch_size(tmaps, monkeypatch):
     line = one_error_line(cli("metaextract", eid, "submit", "--cores", "-1000"))
     assert "cores" in line, line
 
+
+# --- item 9: quotas of running submissions; tool jobs ask for the cores they use ----------
+
+
+def _user_id(name: str) -> int:
+    with tm.utils.MainSession() as session:
+        return session.scalar(sa.select(tm.User.id).where(tm.User.name == name))
+
+
+def _start_blocker(experiment_id: int, user: str, release: Path) -> int:
+    """A background submission whose one job runs until `release` exists; its id."""
+    import sys
+
+    from tmlib.workflow import manager
+    from tmlib.workflow.jobs.engine import TaskSpec
+    from tmlib.workflow.jobs.job import JobSpec, Resources
+
+    wait = f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.02)"
+    job = JobSpec(
+        name=f"blocker_{release.name}_{user}_{experiment_id}",
+        command=[sys.executable, "-c", wait],
+        resources=Resources(cores=1, walltime=600),
+        log_dir=release.parent / "blocker-logs",
+    )
+    tree = TaskSpec(job.name, "ToolJob", job=job)
+    return manager.start_detached(
+        int(experiment_id), "blocker", tree, exclusive=False, user_id=_user_id(user)
+    )
+
+
+def _release(release: Path, submissions: list[int]) -> None:
+    from tmlib.workflow import manager
+
+    release.touch()
+    for submission_id in submissions:
+        assert manager.wait_for_engine(submission_id, timeout=60)
+
+
+def _tool_request(server, eid, user: str = "alice"):
+    return server.post(
+        f"/api/experiments/{eid}/tools/request",
+        user=user,
+        json={
+            "tool_name": "Heatmap",
+            "payload": {"chosen_object_type": "Cells", "selected_feature": "Morphology_area"},
+        },
+    )
+
+
+def _wait_for_tool_job(server, eid, submission_id: str) -> dict:
+    from tmlib.workflow import manager
+
+    assert manager.wait_for_engine(int(submission_id), timeout=120)
+    jobs = server.get(
+        f"/api/experiments/{eid}/tools/jobs?submission_id={submission_id}"
+    ).get_json()["data"]
+    assert len(jobs) == 1 and jobs[0]["state"] == "TERMINATED", jobs
+    return jobs[0]
+
+
+@pytest.mark.slow
+def test_user_quota_of_running_submissions(server, tmp_path, monkeypatch):
+    from test_tools import make_experiment
+
+    from tmlib import registry
+    from tmlib.workflow import manager
+
+    monkeypatch.setenv("TMAPS_MAX_SUBMISSIONS_PER_USER", "2")
+    monkeypatch.setenv("TMAPS_MAX_SUBMISSIONS_PER_EXPERIMENT", "10")
+    eid, _ = make_experiment()
+    other = registry.add_experiment("other", "alice")
+    release = tmp_path / "release"
+    # alice's two places are taken, on two experiments
+    running = [_start_blocker(eid, "alice", release), _start_blocker(other, "alice", release)]
+    body = _error(_tool_request(server, eid), 429)
+    assert "TMAPS_MAX_SUBMISSIONS_PER_USER" in body["message"] and "2" in body["message"]
+    with pytest.raises(manager.QuotaExceededError):
+        _start_blocker(other, "alice", release)
+    # bob's quota is his own
+    bobs = registry.add_experiment("bobs", "bob")
+    running.append(_start_blocker(bobs, "bob", release))
+    # once they ended, alice may start again; the tool job asks for one core
+    _release(release, running)
+    response = _tool_request(server, eid)
+    assert response.status_code == 200, response.get_json()
+    submission_id = response.get_json()["data"]["submission_id"]
+    job = _wait_for_tool_job(server, eid, submission_id)
+    assert job["exitcode"] == 0, job
+    from tmlib.workflow.jobs.engine import job_spec
+
+    with tm.utils.MainSession() as session:
+        leaf = session.scalar(
+            sa.select(tm.Task).where(
+                tm.Task.submission_id == int(submission_id), tm.Task.type == "ToolJob"
+            )
+        )
+        assert job_spec(leaf).resources.cores == 1
+
+
+def test_experiment_quota_of_running_submissions(tmaps, tmp_path, monkeypatch):
+    from helpers import use_fast_password_hashing
+
+    from tmlib import registry
+    from tmlib.workflow import manager
+
+    use_fast_password_hashing(monkeypatch)
+    monkeypatch.setenv("TMAPS_MAX_SUBMISSIONS_PER_USER", "10")
+    monkeypatch.setenv("TMAPS_MAX_SUBMISSIONS_PER_EXPERIMENT", "1")
+    for name in ("alice", "bob"):
+        registry.add_user(name, "secret", f"{name}@example.org")
+    shared = registry.add_experiment("shared", "alice")
+    bobs = registry.add_experiment("bobs", "bob")
+    release = tmp_path / "release"
+    running = [_start_blocker(shared, "alice", release)]
+    with pytest.raises(manager.QuotaExceededError, match="TMAPS_MAX_SUBMISSIONS_PER_EXPERIMENT"):
+        _start_blocker(shared, "bob", release)
+    running.append(_start_blocker(bobs, "bob", release))
+    _release(release, running)
+    running = [_start_blocker(shared, "bob", tmp_path / "again")]
+    _release(tmp_path / "again", running)
+

@@ -140,7 +140,9 @@ def job_name(tool_name: str, request_token: str) -> str:
 def job_tree(experiment_id: int, tool_name: str, request_token: str) -> Any:
     """The one-job :class:`~tmlib.workflow.jobs.engine.TaskSpec` of a staged request.
 
-    The job gets all cores of the configured backend and a walltime of 6 h;
+    The job asks for ``TMAPS_TOOL_CORES`` cores (default 1; the tool uses no
+    more) and a walltime of 6 h, so that tool requests of several users share
+    the machine instead of each claiming all of it;
     its log goes to ``<experiment>/tools/log/``. The submission id does not
     exist yet when the tree is built, so the job names the request by its
     token and looks its submission up when it starts (:func:`resolve_request`).
@@ -154,7 +156,7 @@ def job_tree(experiment_id: int, tool_name: str, request_token: str) -> Any:
     job = JobSpec(
         name=name,
         command=tool_command(experiment_id, tool_name, request_token),
-        resources=Resources(cores=load_settings().cores, walltime=TOOL_WALLTIME),
+        resources=Resources(cores=load_settings().tool_cores, walltime=TOOL_WALLTIME),
         log_dir=tools_location(experiment_id) / "log",
     )
     return TaskSpec(name, "ToolJob", job=job)
@@ -222,8 +224,9 @@ def submit_request(
 
     The job runs in the background (see
     :func:`tmlib.workflow.manager.start_detached`); several tool
-    submissions may run at once. The payload is stored as
-    ``<experiment>/tools/batches/<Tool>_<submission>.json``.
+    submissions may run at once, up to the quotas of the user and the
+    experiment (``TMAPS_MAX_SUBMISSIONS_PER_USER``, ``..._PER_EXPERIMENT``).
+    The payload is stored as ``<experiment>/tools/batches/<Tool>_<submission>.json``.
 
     Raises
     ------
@@ -231,6 +234,8 @@ def submit_request(
         For an unknown tool or experiment.
     InvalidInputError
         For a payload the tool cannot run (nothing is submitted).
+    QuotaExceededError
+        When the user or the experiment runs as many submissions as allowed.
     """
     from tmlib.workflow import manager
 

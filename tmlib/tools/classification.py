@@ -196,7 +196,8 @@ class Classification(Tool):
             )
         from tmlib.config import load_settings
 
-        n_jobs = load_settings().cores if len(labels) >= _PARALLEL_FROM else 1
+        # no more processes than the cores the tool job asked for (TMAPS_TOOL_CORES)
+        n_jobs = load_settings().tool_cores if len(labels) >= _PARALLEL_FROM else 1
         search = make_search(request["method"], n_fold_cv, n_jobs)
         from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 

@@ -243,6 +243,73 @@ def engine_log_path(location: str | os.PathLike, program: str, submission_id: in
     return Path(location) / "workflow" / "engine" / f"{program}_{submission_id}.log"
 
 
+class QuotaExceededError(InvalidInputError):
+    """Too many submissions run at once for a user or an experiment (429 over HTTP).
+
+    Bad input on the command line (exit 2); wait for one to end, or ask the
+    administrator to raise the limit the message names.
+    """
+
+    http_status = 429
+
+
+@contextlib.contextmanager
+def _user_lock(user_id: int):
+    """Serialise "how many run? then start one" per user (across processes and experiments)."""
+    directory = load_settings().home / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f"submit-user-{int(user_id)}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def running_submissions(session: Session, *conditions: Any) -> int:
+    """How many submissions matching `conditions` run: their tree is open and its engine alive."""
+    roots = session.scalars(
+        sa.select(tm.Task)
+        .join(tm.Submission, tm.Submission.top_task_id == tm.Task.id)
+        .where(tm.Task.state != State.TERMINATED, *conditions)
+    )
+    return sum(1 for root in roots if _engine_alive(root))
+
+
+def check_quota(session: Session, experiment_id: int, user_id: int) -> None:
+    """Refuse another background submission when the user or the experiment is at its limit.
+
+    Limits: ``TMAPS_MAX_SUBMISSIONS_PER_USER`` and
+    ``TMAPS_MAX_SUBMISSIONS_PER_EXPERIMENT`` (0: none). Call it holding the
+    experiment's and the user's submission locks, so that two requests cannot
+    both take the last place.
+
+    Raises
+    ------
+    QuotaExceededError
+    """
+    settings = load_settings()
+    for limit, condition, whose, variable in (
+        (
+            settings.max_submissions_per_user,
+            tm.Submission.user_id == user_id,
+            "you have",
+            "TMAPS_MAX_SUBMISSIONS_PER_USER",
+        ),
+        (
+            settings.max_submissions_per_experiment,
+            tm.Submission.experiment_id == experiment_id,
+            f"experiment {experiment_id} has",
+            "TMAPS_MAX_SUBMISSIONS_PER_EXPERIMENT",
+        ),
+    ):
+        if limit and running_submissions(session, condition) >= limit:
+            raise QuotaExceededError(
+                f"{whose} {limit} submission(s) running, the most allowed at once "
+                f"({variable}={limit}); wait until one ends or kill one"
+            )
+
+
 def start_detached(
     experiment_id: int,
     program: str,
@@ -293,22 +360,29 @@ def start_detached(
         When the experiment does not exist.
     SubmissionRunningError
         When `exclusive` and a submission of `program` is still running.
+    QuotaExceededError
+        When the user or the experiment has as many submissions running as
+        allowed (:func:`check_quota`).
     """
     with tm.utils.MainSession() as session:
         ref = experiment_reference(session, experiment_id)
         location = ref.location
         owner = ref.user_id
-    with _submission_lock(experiment_id, location):
+    submitter = user_id or owner
+    # always the experiment's lock first, then the user's: no two starts wait on each other
+    with _submission_lock(experiment_id, location), _user_lock(submitter):
         with tm.utils.MainSession() as session:
             if exclusive:
                 _refuse_if_running(session, experiment_id, program)
+            check_quota(session, experiment_id, submitter)
             submission = tm.Submission(
-                program=program, experiment_id=experiment_id, user_id=user_id or owner
+                program=program, experiment_id=experiment_id, user_id=submitter
             )
             session.add(submission)
             persist(session, submission, tree)
             session.flush()
             submission_id = submission.id
+        # still under both locks: the engine's pid is recorded before the next count
         _spawn_engine(submission_id, engine_log_path(location, program, submission_id))
     return submission_id
 
