@@ -477,3 +477,108 @@ def test_experiment_quota_of_running_submissions(tmaps, tmp_path, monkeypatch):
     running = [_start_blocker(shared, "bob", tmp_path / "again")]
     _release(tmp_path / "again", running)
 
+
+# --- item 13: data files are for their owner (or a configured group) only -----------------
+
+
+@pytest.fixture
+def permissive_umask():
+    """Start from the usual umask 022, so that only our programs can make files private."""
+    import os
+
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def _modes(root: Path) -> dict[str, int]:
+    """Relative path → permission bits of every file and directory below `root` (links skipped)."""
+    return {
+        str(path.relative_to(root)): path.lstat().st_mode & 0o7777
+        for path in [root, *root.rglob("*")]
+        if not path.is_symlink()
+    }
+
+
+def _add_experiment_by_cli(tmp_path: Path) -> str:
+    """A user, an experiment with a plate of real (simulated) images, all by ``tm_add``."""
+    from helpers import cli, ok
+
+    from tmlib.simulate.plate import PlateSpec, simulate_plate
+
+    plate = tmp_path / "plate"
+    simulate_plate(plate, PlateSpec(wells=1, sites=1, channels=1, height=64, width=64, seed=1))
+    ok(cli("tm_add", "user", "-n", "u", "-p", "secret", "-e", "u@example.org"))
+    eid = ok(cli("tm_add", "experiment", "-e", "e", "-u", "u")).stdout.strip()
+    ok(cli("tm_add", "plate", "-e", eid, "-p", "p"))
+    ok(cli("tm_add", "acquisition", "-e", eid, "-p", "p", "-a", "a"))
+    ok(cli("tm_add", "files", "-e", eid, "-p", "p", "-a", "a", "-s", plate, "--copy"))
+    return eid
+
+
+@pytest.mark.slow
+def test_data_files_are_owner_only(tmaps, tmp_path, monkeypatch, permissive_umask):
+    import os
+
+    from helpers import cli, ok
+
+    from tmlib.workflow import manager
+
+    if tmaps.dialect != "sqlite":
+        pytest.skip("the file modes of the SQLite databases are checked")
+    monkeypatch.delenv("TMAPS_GROUP", raising=False)
+    eid = _add_experiment_by_cli(tmp_path)
+    # the image conversion stage only: its jobs write the HDF5 planes
+    previous = os.umask(0o077)  # this test writes the description as a program would
+    description = manager.load_description(int(eid))
+    for stage in description.stages[1:]:
+        stage.active = False
+    description.save(manager.description_path(int(eid)))
+    os.umask(previous)
+    ok(cli("tm_workflow", eid, "submit", timeout=300))
+    modes = _modes(tmaps.home)
+    assert "tissuemaps.db" in modes
+    assert any(name.endswith("experiment.db") for name in modes)
+    assert any(name.endswith(".h5") for name in modes), sorted(modes)
+    assert any(name.endswith(".tif") for name in modes)
+    shared = {name: oct(mode) for name, mode in modes.items() if mode & 0o077}
+    assert shared == {}
+
+
+def test_data_files_are_shared_with_the_group(tmaps, tmp_path, monkeypatch, permissive_umask):
+    import grp
+    import os
+    import stat
+
+    from helpers import cli, ok
+
+    if tmaps.dialect != "sqlite":
+        pytest.skip("the file modes of the SQLite databases are checked")
+    monkeypatch.setenv("TMAPS_GROUP", grp.getgrgid(os.getgid()).gr_name)
+    ok(cli("tm_add", "user", "-n", "u", "-p", "secret", "-e", "u@example.org"))
+    eid = ok(cli("tm_add", "experiment", "-e", "e", "-u", "u")).stdout.strip()
+    modes = _modes(tmaps.home)
+    assert modes["tissuemaps.db"] & 0o777 == 0o660
+    assert modes[f"experiments/experiment_{eid}/experiment.db"] & 0o777 == 0o660
+    for directory in (".", "experiments"):
+        assert modes[directory] & 0o777 == 0o770 and modes[directory] & stat.S_ISGID
+    assert {name: oct(mode) for name, mode in modes.items() if mode & 0o007} == {}
+    # a group that does not exist: one line, exit 2, nothing written
+    monkeypatch.setenv("TMAPS_GROUP", "no-such-group-of-tissuemaps")
+    result = cli("tm_add", "user", "-n", "v", "-p", "secret", "-e", "v@example.org")
+    assert result.returncode == 2 and "TMAPS_GROUP" in result.stderr, result.stderr
+
+
+def test_uploads_over_the_server_are_owner_only(tmaps, tmp_path, monkeypatch, permissive_umask):
+    from conftest import make_server
+
+    monkeypatch.delenv("TMAPS_GROUP", raising=False)
+    server = make_server(monkeypatch)  # the app factory applies the policy
+    eid, aid = _new_acquisition(server)
+    name = "x_A01_T0001F001L01A01Z01C01.tif"
+    server.post(_url(eid, aid, "/upload/register"), json={"files": [name]})
+    assert _upload(server, eid, aid, name, b"pixels").status_code == 200
+    modes = _modes(_experiment_dir(eid))
+    stored = [mode for path, mode in modes.items() if path.endswith(name)]
+    assert stored == [0o600]
+    assert {path: oct(mode) for path, mode in modes.items() if mode & 0o077} == {}

@@ -2,6 +2,9 @@
 
 Exit codes: 0 success; 1 a job or step failed (or a bug); 2 bad usage or bad
 input. Errors are one line on stderr; the traceback is shown with ``-vv``.
+
+Every program first sets the file mode policy (:func:`start_program`): what it
+writes is readable by its owner only, or by the group ``TMAPS_GROUP``.
 """
 
 from __future__ import annotations
@@ -29,17 +32,33 @@ EXIT_USAGE = 2
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def start_program(program: str) -> None:
+    """What every program does first: apply the file mode policy (umask, group).
+
+    An invalid setting (e.g. an unknown ``TMAPS_GROUP``) is one line on
+    stderr and exit status 2, before anything is written.
+    """
+    from tmlib.permissions import apply_file_mode_policy
+
+    try:
+        apply_file_mode_policy()
+    except UserError as err:
+        fail(program, str(err), EXIT_USAGE)
+
+
 class Program(click.Group):
     """A command group whose usage errors are one line on stderr (exit 2).
 
     click's standalone mode prints usage, a hint and the error on several
-    lines; we promise one line, as for the library's own errors.
+    lines; we promise one line, as for the library's own errors. The file
+    mode policy is applied before the command runs (:func:`start_program`).
     """
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        program = self.name or "tissuemaps"
+        start_program(program)
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
-        program = self.name or "tissuemaps"
         try:
             result = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as err:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from tmlib.cli.base import EXIT_FAILED, fail, handle_errors, verbosity_option
+from tmlib.cli.base import EXIT_FAILED, fail, handle_errors, start_program, verbosity_option
 from tmlib.errors import InvalidInputError
 
 
@@ -20,6 +20,7 @@ class _Command(click.Command):
     """A command whose usage errors are one line on stderr (exit 2)."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        start_program(self.name or "tm_tool")
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
@@ -59,10 +60,15 @@ def main(
 
     Prints the id of the result.
     """
+    from threadpoolctl import threadpool_limits
+
+    from tmlib.config import load_settings
     from tmlib.tools import run_request, run_tool
 
     if (submission_id is None) == (request_token is None):
         raise InvalidInputError("give either --submission-id or --request")
+    # numerical libraries start a thread per core: keep to the cores the job asked for
+    threadpool_limits(load_settings().tool_cores)
     if submission_id is not None:
         result_id = run_tool(experiment_id, tool_name, submission_id)
     else:
