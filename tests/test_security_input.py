@@ -582,3 +582,22 @@ def test_uploads_over_the_server_are_owner_only(tmaps, tmp_path, monkeypatch, pe
     stored = [mode for path, mode in modes.items() if path.endswith(name)]
     assert stored == [0o600]
     assert {path: oct(mode) for path, mode in modes.items() if mode & 0o077} == {}
+
+
+def test_tool_options_are_bounded(server):
+    from test_tools import make_experiment
+
+    eid, _ = make_experiment()
+    for options in ({"method": "kmeans", "k": 10**9}, {"method": "kmeans", "k": "9" * 5000}):
+        response = server.post(
+            f"/api/experiments/{eid}/tools/request",
+            json={
+                "tool_name": "Clustering",
+                "payload": {
+                    "chosen_object_type": "Cells",
+                    "selected_features": ["Morphology_area"],
+                    "options": options,
+                },
+            },
+        )
+        assert "'k'" in _error(response, 400)["message"]

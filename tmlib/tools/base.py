@@ -110,19 +110,27 @@ def require_str(payload: dict[str, Any], key: str, what: str = "payload") -> str
 
 
 def require_int(
-    value: Any, key: str, default: int | None = None, minimum: int | None = None
+    value: Any,
+    key: str,
+    default: int | None = None,
+    minimum: int | None = None,
+    maximum: int | None = None,
 ) -> int:
-    """An integer option (decimal strings allowed), at least `minimum`."""
+    """An integer option (decimal strings allowed) from `minimum` to `maximum`."""
     if value is None:
         if default is None:
             raise InvalidInputError(f"option {key!r} is required")
         value = default
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
+    text = value.strip() if isinstance(value, str) else ""
+    if text and len(text) <= 30 and text.lstrip("-").isdigit():  # no 5000-digit numbers
+        value = int(text)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInputError(f"option {key!r} must be an integer, got {value!r}")
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise InvalidInputError(f"option {key!r} must be an integer, got {shown}")
     if minimum is not None and value < minimum:
         raise InvalidInputError(f"option {key!r} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidInputError(f"option {key!r} must be at most {maximum}, got {value}")
     return value
 
 

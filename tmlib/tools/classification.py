@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: training sets smaller than this are searched in one process (worker start-up costs more)
 _PARALLEL_FROM = 2_000
+#: the most folds of a cross-validation
+MAX_FOLDS = 100
 
 
 def make_search(method: str, n_fold_cv: int, n_jobs: int = 1) -> Any:
@@ -107,7 +109,9 @@ class Classification(Tool):
         if not isinstance(payload, dict):
             raise InvalidInputError("the Classification payload must be a JSON object")
         options = self.options(payload)
-        n_fold_cv = require_int(options.get("n_fold_cv"), "n_fold_cv", default=10, minimum=2)
+        n_fold_cv = require_int(
+            options.get("n_fold_cv"), "n_fold_cv", default=10, minimum=2, maximum=MAX_FOLDS
+        )
         classes = payload.get("training_classes")
         if not isinstance(classes, list) or len(classes) < 2:
             raise InvalidInputError(

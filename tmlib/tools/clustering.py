@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: at most this many objects are used to fit the model
 SAMPLE_SIZE = 100_000
+#: the most clusters one may ask for
+MAX_CLUSTERS = 1000
 
 
 class Clustering(Tool):
@@ -45,7 +47,7 @@ class Clustering(Tool):
         if not isinstance(payload, dict):
             raise InvalidInputError("the Clustering payload must be a JSON object")
         options = self.options(payload)
-        k = require_int(options.get("k"), "k", minimum=2)
+        k = require_int(options.get("k"), "k", minimum=2, maximum=MAX_CLUSTERS)
         with tm.utils.ExperimentSession(self.experiment_id) as session:
             mapobject_type = self.check_type(session, payload)
             features = find_features(session, mapobject_type, payload.get("selected_features"))
