@@ -4,6 +4,7 @@ took a recorded pid (item 16)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from helpers import use_fast_password_hashing
 
 import tmlib.models as tm
@@ -143,3 +145,108 @@ def test_kill_still_signals_the_recorded_engine_and_jobs(owner, sleepers) -> Non
     submission_id = record_submission(owner, wrong_identity(engine.pid), procs.identity(job.pid))
     assert manager.kill_submission(submission_id) == 1
     assert job.got_sigterm()
+
+
+# ----------------------------------------------------------------- item 4
+
+
+def wait_until(condition, timeout: float, what: str):
+    """Poll `condition` until it is true (returns its value) or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.05)
+    return value
+
+
+def shell_job(name: str, script: str, log_dir: Path) -> TaskSpec:
+    spec = JobSpec(name, ["sh", "-c", script], Resources(memory=100, walltime=600), log_dir)
+    return TaskSpec(name, "Job", job=spec)
+
+
+def running_jobs(submission_id: int, n: int) -> dict[str, dict] | None:
+    """The job records of a submission once `n` jobs run (None before)."""
+    with tm.utils.MainSession() as session:
+        tasks = session.scalars(
+            sa.select(tm.Task).where(
+                tm.Task.submission_id == submission_id,
+                tm.Task.is_collection.is_(False),
+                tm.Task.state == State.RUNNING,
+            )
+        ).all()
+        found = {t.name: dict(t.data) for t in tasks if "pid" in (t.data or {})}
+    return found if len(found) == n else None
+
+
+def engine_record(submission_id: int) -> dict:
+    with tm.utils.MainSession() as session:
+        submission = session.get(tm.Submission, submission_id)
+        return dict(session.get(tm.Task, submission.top_task_id).data["engine"])
+
+
+def start_sleepers(owner: Owner, ready: Path, stubborn: bool = False) -> int:
+    """A detached submission of jobs that sleep a minute (one ignoring SIGTERM if
+    `stubborn`); returns once they run (and the stubborn one ignores SIGTERM)."""
+    log_dir = owner.location / "workflow" / "test" / "log"  # where steps log: in the experiment
+    jobs = [shell_job("plain", "sleep 60", log_dir)]
+    if stubborn:
+        script = f"trap '' TERM; touch {ready}; sleep 60; sleep 60"
+        jobs.append(shell_job("stubborn", script, log_dir))
+    tree = TaskSpec("wf", "Workflow", mode=PARALLEL, children=jobs)
+    submission_id = manager.start_detached(owner.experiment_id, "test", tree)
+    wait_until(lambda: running_jobs(submission_id, len(jobs)), 60, "the jobs did not start")
+    if stubborn:
+        wait_until(ready.exists, 30, "the stubborn job did not get ready")
+    return submission_id
+
+
+@SQLITE_ONLY
+def test_delete_returns_only_once_every_process_of_the_experiment_ended(
+    server, tmp_path, monkeypatch
+) -> None:
+    """DELETE of an experiment whose workflow runs: engine, spawners, jobs and the jobs'
+    children have all ended when it answers, also a job that ignores SIGTERM."""
+    monkeypatch.setattr(manager, "STOP_TIMEOUT", 2.0)
+    response = server.post("/api/experiments", json={"name": "doomed"})
+    eid = int(response.get_json()["data"]["id"])
+    with tm.utils.MainSession() as session:
+        owner = Owner(session.get(tm.ExperimentReference, eid).user_id, eid)
+    submission_id = start_sleepers(owner, tmp_path / "stubborn.ready", stubborn=True)
+    engine = engine_record(submission_id)
+    processes = procs.tree([engine["pid"]])
+    for record in running_jobs(submission_id, 2).values():
+        assert record["pid"] in processes and record["spawner"] in processes
+    assert len(processes) >= 6, processes  # engine, spawners, jobs (sh) and their sleeps
+
+    started = time.monotonic()
+    response = server.delete(f"/api/experiments/{eid}")
+    assert response.status_code == 200, response.get_json()
+    left = procs.still_running(processes)
+    assert not left, f"processes {sorted(left)} of the deleted experiment still run"
+    assert time.monotonic() - started < 30
+    assert server.get(f"/api/experiments/{eid}").status_code == 404
+
+
+@SQLITE_ONLY
+@pytest.mark.slow
+def test_engine_whose_spawner_dies_fails_the_jobs_and_exits(owner, tmp_path) -> None:
+    submission_id = start_sleepers(owner, tmp_path / "unused")
+    job = running_jobs(submission_id, 1)["plain"]
+    os.kill(job["spawner"], signal.SIGKILL)
+    assert manager.wait_for_engine(submission_id, 10), "the engine did not exit"
+    status = manager.submission_status(submission_id)
+    assert status["state"] == State.TERMINATED and status["exitcode"] != 0
+    assert status["subtasks"][0]["exitcode"] == -signal.SIGKILL  # lost
+    assert not procs.record_alive(job), "the lost job still runs"
+
+
+@pytest.mark.slow
+def test_engine_stops_when_its_experiment_is_deleted_under_it(owner, tmp_path) -> None:
+    """Deleted without stopping it first (e.g. by a script): the engine notices, stops
+    its jobs and exits, instead of running for data that no longer exist."""
+    submission_id = start_sleepers(owner, tmp_path / "unused")
+    engine = engine_record(submission_id)
+    processes = procs.tree([engine["pid"]])
+    registry.delete_experiment(owner.experiment_id)
+    wait_until(lambda: not procs.still_running(processes), 15, "the processes did not end")
+

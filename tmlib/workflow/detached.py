@@ -10,6 +10,8 @@ SIGTERM stops the jobs, at any time: the handler is installed before anything
 else, and only then does the engine tell its starter that it is up
 (``--up-fd``); it starts work once the starter has recorded its pid and closed
 ``--ready-fd``. A killed submission's unfinished collections are marked failed.
+It also stops its jobs and exits when the submission is deleted under it (its
+experiment was), and when its job spawner dies (the jobs are then lost: failed).
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run()
     finally:
         _state["run"] = None
+    if run.engine.orphaned:  # its experiment was deleted: nothing is left to record
+        _say(f"submission {args.submission_id} is gone; its jobs were stopped")
+        return 1
     if result is Result.PENDING:  # killed: what did not finish failed
         manager.close_unfinished(args.submission_id)
         _say(f"submission {args.submission_id} was killed")

@@ -42,7 +42,7 @@ from tmlib.workflow.jobs.engine import (
     job_spec,
     persist,
 )
-from tmlib.workflow.jobs.job import LIVE_STATES, Resources, State
+from tmlib.workflow.jobs.job import LIVE_STATES, Resources, State, read_json_file
 from tmlib.workflow.step import COMMAND_PREFIX, ENTRY_POINT, Step, get_step
 
 
@@ -832,6 +832,136 @@ def status_or_none(
     with tm.utils.MainSession() as session:
         experiment_reference(session, experiment_id)
         try:
+#: how long :func:`stop_experiment` waits after SIGTERM before it SIGKILLs (seconds)
+STOP_TIMEOUT = 30.0
+#: how long it then waits for SIGKILLed processes to vanish (seconds)
+_KILL_WAIT = 10.0
+
+
+def stop_experiment(experiment_id: int, timeout: float | None = None) -> int:
+    """Stop every process of every submission of an experiment, and return only once
+    all have ended: what must happen before its data are removed.
+
+    Each live engine gets SIGTERM (it then stops its jobs and records that),
+    and so does each running job's process group. Whatever still runs after
+    `timeout` seconds (engines, their spawners, jobs and their children) is
+    SIGKILLed, process group by process group. Only processes whose start time
+    matches their record are signalled (a pid may name another process after a
+    crash). Trees left open are marked ended (failed).
+
+    Parameters
+    ----------
+    experiment_id : int
+    timeout : float, optional
+        Seconds to wait for the processes to end after SIGTERM (default
+        :data:`STOP_TIMEOUT`).
+
+    Returns
+    -------
+    int
+        How many processes were running.
+
+    Raises
+    ------
+    RuntimeError
+        When processes are still there after SIGKILL (they cannot be ended:
+        the experiment must not be removed).
+    """
+    timeout = STOP_TIMEOUT if timeout is None else timeout
+    submissions = _submission_ids(experiment_id)
+    engines, jobs, spawners = _submission_processes(submissions)
+    found = {**procs.tree(engines), **procs.tree(spawners), **jobs}
+    if found:
+        # not the spawners: they report their jobs' ends, then exit with their engine
+        procs.kill_all({**engines, **jobs}, signal.SIGTERM)
+        left = _wait_for_processes(found, engines, timeout)
+        if left:
+            procs.kill_all(left, signal.SIGKILL)
+            left = _wait_for_processes(left, {}, _KILL_WAIT)
+        if left:
+            raise RuntimeError(
+                f"processes {sorted(left)} of experiment {experiment_id} survived SIGKILL"
+            )
+    for submission_id in submissions:
+        _mark_stopped(submission_id)
+    return len(found)
+
+
+def _submission_ids(experiment_id: int) -> list[int]:
+    with tm.utils.MainSession() as session:
+        return list(
+            session.scalars(
+                sa.select(tm.Submission.id).where(tm.Submission.experiment_id == experiment_id)
+            )
+        )
+
+
+def _submission_processes(
+    submission_ids: list[int],
+) -> tuple[dict[int, int | None], dict[int, int | None], dict[int, int | None]]:
+    """The live engines, jobs and spawners (pid -> start time) of submissions, as
+    recorded in the database and in the jobs' pid files (an engine may have died
+    before it recorded a job)."""
+    engines: dict[int, int | None] = {}
+    jobs: dict[int, int | None] = {}
+    spawners: dict[int, int | None] = {}
+    with tm.utils.MainSession() as session:
+        for submission_id in submission_ids:
+            _, root = _submission_root(session, submission_id)
+            if _engine_process_alive(root):
+                info = root.data["engine"]
+                engines[int(info["pid"])] = info.get("pid_start")
+            for task in session.scalars(
+                sa.select(tm.Task).where(
+                    tm.Task.submission_id == submission_id,
+                    tm.Task.is_collection.is_(False),
+                    tm.Task.state.in_([s.value for s in LIVE_STATES]),
+                )
+            ):
+                record = {**(task.data or {}), **(read_json_file(job_spec(task).pid_file) or {})}
+                if procs.record_alive(record):
+                    jobs[int(record["pid"])] = record.get("pid_start")
+                if procs.record_alive(record, "spawner", "spawner_start"):
+                    spawners[int(record["spawner"])] = record.get("spawner_start")
+    return engines, jobs, spawners
+
+
+def _wait_for_processes(
+    processes: dict[int, int | None], roots: dict[int, int | None], timeout: float
+) -> dict[int, int | None]:
+    """Wait until `processes` ended, at most `timeout` seconds; returns those left.
+
+    Children that live `roots` start meanwhile (an engine's new spawner or job)
+    join the processes waited for.
+    """
+    processes = dict(processes)
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap()  # engines this process started must not stay zombies
+        alive = procs.still_running(roots)
+        if alive:
+            processes.update(procs.tree(alive))
+        left = procs.still_running(processes)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def _mark_stopped(submission_id: int) -> None:
+    """A tree whose processes were stopped: its unfinished jobs and collections failed."""
+    with tm.utils.MainSession() as session:
+        session.execute(
+            sa.update(tm.Task)
+            .where(
+                tm.Task.submission_id == submission_id,
+                tm.Task.is_collection.is_(False),
+                tm.Task.state.in_([s.value for s in LIVE_STATES]),
+            )
+            .values(state=State.TERMINATED, exitcode=-signal.SIGKILL)
+        )
+        _close_collections(session, submission_id)
+
+
             submission_id = last_submission(session, experiment_id, program).id
         except NotFoundError:
             return None

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
-import sqlalchemy as sa
 from flask import g
 
 import tmlib.models as tm
@@ -131,15 +128,8 @@ def delete_experiment(experiment_id: int) -> dict:
     from tmlib.workflow import manager
 
     _require_owner(experiment_id)
-    with tm.utils.MainSession() as session:
-        programs = session.scalars(
-            sa.select(tm.Submission.program)
-            .where(tm.Submission.experiment_id == experiment_id)
-            .distinct()
-        ).all()
-    for program in programs:
-        with contextlib.suppress(NotFoundError):
-            manager.kill(experiment_id, program)
+    # every engine and job of it has ended before its data go (none may outlive them)
+    manager.stop_experiment(experiment_id)
     registry.delete_experiment(experiment_id)
     return {"message": "ok"}
 

@@ -100,6 +100,11 @@ class Backend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (running jobs go on)."""
 
+    def abandon(self) -> None:
+        """Stop every job now and forget them (their submission is gone)."""
+        for name in self.running():
+            self.kill(name)
+
     def wait(self, timeout: float) -> None:
         """Sleep until a job may have ended, at most `timeout` seconds."""
         time.sleep(timeout)
@@ -268,6 +273,26 @@ class LocalBackend(Backend):
 
     def running(self) -> list[str]:
         return [*self._running, *self._adopted]
+
+    def abandon(self, grace: float = 5.0) -> None:
+        """SIGTERM every job's process group, SIGKILL what still runs after `grace`
+        seconds, and forget them all; returns once none runs."""
+        jobs = {pid: started for pid, started in self._pids.values()}
+        for _job, info, _start in self._adopted.values():
+            if procs.record_alive(info):
+                jobs[int(info["pid"])] = info.get("pid_start")
+        procs.kill_all(jobs, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while procs.still_running(jobs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        procs.kill_all(procs.still_running(jobs), signal.SIGKILL)
+        deadline = time.monotonic() + grace
+        while procs.still_running(jobs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._running.clear()
+        self._adopted.clear()
+        self._pids.clear()
+        self._owner.clear()
 
     def wait(self, timeout: float) -> None:
         # wake up as soon as a spawner reports (a job ended), not at the next tick

@@ -23,9 +23,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
-from tmlib.models.main import Submission, Task
+from tmlib.models.main import ExperimentReference, Submission, Task
 from tmlib.workflow.jobs.backends import Backend, Outcome
 from tmlib.workflow.jobs.job import LIVE_STATES, JobSpec, State, read_exit_file
 
@@ -62,6 +64,10 @@ class TaskSpec:
     mode: str = SEQUENTIAL
     children: list[TaskSpec] = field(default_factory=list)
     expand: dict | None = None
+
+
+class _Gone(Exception):
+    """The submission was deleted while its engine ran."""
 
 
 class Result(enum.Enum):
@@ -130,7 +136,16 @@ class Engine:
     expander : callable, optional
         ``expander(task) -> list[TaskSpec]``: the children of an expandable
         collection once it is reached.
+
+    Attributes
+    ----------
+    orphaned : bool
+        Set when :meth:`run` stopped because the submission (or its
+        experiment) was deleted under it.
     """
+
+    #: how often :meth:`run` checks that its submission still exists (seconds)
+    check_interval = 1.0
 
     def __init__(
         self,
@@ -153,6 +168,8 @@ class Engine:
         self._cores: dict[int, int] = {}  # job id -> cores it takes
         self._cursor: dict[int, int] = {}  # collection id -> index of its first open child
         self._failed: set[int] = set()  # collections with a failed child
+        self._submission_id = root.submission_id  # readable after its row is gone
+        self.orphaned = False
         self._index(root)
 
     def _index(self, task: Task) -> None:
@@ -253,8 +270,27 @@ class Engine:
         return result is Result.PENDING
 
     def run(self, interval: float = 0.05, on_progress: Callable[[], None] | None = None) -> Result:
-        """Call :meth:`progress` until the tree is done; returns the root's result."""
-        while self.progress():
+        """Call :meth:`progress` until the tree is done; returns the root's result.
+
+        If the submission is deleted meanwhile (its experiment was), the jobs
+        are stopped at once and PENDING is returned with :attr:`orphaned` set:
+        nothing may go on running for data that no longer exist.
+        """
+        next_check = time.monotonic() + self.check_interval
+        while True:
+            try:
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + self.check_interval
+                    if not self.submission_exists():
+                        raise _Gone
+                if not self.progress():
+                    break
+            except (_Gone, StaleDataError, ObjectDeletedError):
+                self.session.rollback()
+                if self.submission_exists():
+                    raise
+                self.abandon()
+                return Result.PENDING
             if on_progress is not None:
                 on_progress()
             if not self._changed:  # nothing happened: wait until something may have
@@ -262,6 +298,23 @@ class Engine:
         if on_progress is not None:
             on_progress()
         return self.result()
+
+    def submission_exists(self) -> bool:
+        """Whether the submission and its experiment are still in the database."""
+        found = self.session.scalar(
+            sa.select(Submission.id)
+            .join(ExperimentReference, ExperimentReference.id == Submission.experiment_id)
+            .where(Submission.id == self._submission_id)
+        )
+        self.session.commit()  # end the read: hold no transaction between rounds
+        return found is not None
+
+    def abandon(self) -> None:
+        """Stop all jobs now and write nothing more: the tree's rows are gone."""
+        logger.warning("submission %d is gone: its jobs are stopped", self._submission_id)
+        self.orphaned = True
+        self._killing = True
+        self.backend.abandon()
 
     def result(self) -> Result:
         """OK, FAILED, or PENDING (not finished yet) for the root."""

@@ -136,9 +136,11 @@ def still_running(processes: Mapping[int, int | None]) -> dict[int, int | None]:
 
 def kill_all(processes: Mapping[int, int | None], signum: int) -> None:
     """Signal each of `processes` (pid -> start time) that is still that process, and
-    the process group it leads (a job's children are in its group)."""
+    the process group of those that lead a session of their own (a job's children
+    are in its group; a command typed in a shell shares the shell's session and
+    only it is signalled, not its pipeline partners)."""
     for pid, start in processes.items():
         with contextlib.suppress(OSError):
-            if os.getpgid(pid) == pid:
+            if os.getsid(pid) == pid:
                 send(pid, start, signum, group=True)
         send(pid, start, signum)
