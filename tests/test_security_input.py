@@ -455,6 +455,7 @@ def test_user_quota_of_running_submissions(server, tmp_path, monkeypatch):
         assert job_spec(leaf).resources.cores == 1
 
 
+@pytest.mark.slow
 def test_experiment_quota_of_running_submissions(tmaps, tmp_path, monkeypatch):
     from helpers import use_fast_password_hashing
 
@@ -545,6 +546,7 @@ def test_data_files_are_owner_only(tmaps, tmp_path, monkeypatch, permissive_umas
     assert shared == {}
 
 
+@pytest.mark.slow
 def test_data_files_are_shared_with_the_group(tmaps, tmp_path, monkeypatch, permissive_umask):
     import grp
     import os
