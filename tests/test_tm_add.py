@@ -587,10 +587,10 @@ def test_existing_experiment_directory_is_never_deleted(tmaps, tmp_path: Path) -
     (stale / "data.txt").write_text("precious")
     result = invoke("experiment", "-e", "exp1", "-u", "alice")
     assert (stale / "data.txt").read_text() == "precious"
-    # refused with one line naming the directory, creating nothing
-    line = assert_one_error_line(result)
-    assert "experiment_1" in line
-    assert snapshot(tmaps)["references"] == []
+    # its id is skipped (a leftover must never block later creations, 13.3)
+    assert_ok(result)
+    assert result.stdout.strip() == "2"
+    assert [ref[:2] for ref in snapshot(tmaps)["references"]] == [(2, "exp1")]
 
 
 # ---------------------------------------------------------------- failures half-way

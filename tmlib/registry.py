@@ -24,7 +24,12 @@ from tmlib.config import load_settings
 from tmlib.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from tmlib.microscopes import get_microscope_type
 from tmlib.models.experiment import ACQUISITION_MODES, PLATE_FORMATS, WORKFLOW_TYPES
-from tmlib.models.session import drop_experiment_tables, main_engine
+from tmlib.models.session import (
+    drop_experiment_tables,
+    experiment_storage_taken,
+    main_engine,
+    new_experiment_database,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -194,40 +199,60 @@ def add_experiment(
         )
         if exists is not None:
             raise AlreadyExistsError(f"user {user!r} has an experiment named {name!r} already")
+        ref = _new_reference(session, name, description, str(storage_home.resolve()), owner.id)
+        experiment_id, location = ref.id, ref.location
+        # Directory and tables are made before the reference commits: until then
+        # nobody can see, read or delete the experiment, and a failure undoes all.
+        try:
+            Path(location).mkdir(parents=True, exist_ok=False)
+            with new_experiment_database(experiment_id, location, session.connection()) as conn:
+                conn.execute(
+                    sa.insert(tm.Experiment).values(
+                        id=experiment_id,
+                        location=location,
+                        microscope_type=microscope_type,
+                        workflow_type=workflow_type,
+                        plate_format=plate_format,
+                        plate_acquisition_mode=plate_acquisition_mode,
+                    )
+                )
+            session.commit()
+        except BaseException:
+            session.rollback()
+            shutil.rmtree(location, ignore_errors=True)
+            raise
+    return experiment_id
+
+
+#: how many ids :func:`_new_reference` skips at most before it gives up
+_MAX_SKIPPED_IDS = 100
+
+
+def _new_reference(
+    session: Session, name: str, description: str | None, root: str, user_id: int
+) -> tm.ExperimentReference:
+    """A new experiment reference (flushed, not committed) whose directory and schema are free.
+
+    An id whose directory or schema exists already (left by a crash before a
+    commit, or by another database on the same storage home) is skipped and
+    left alone: ids never go back, so the next one is free.
+    """
+    for _ in range(_MAX_SKIPPED_IDS):
         ref = tm.ExperimentReference(
-            name=name,
-            description=description,
-            root_directory=str(storage_home.resolve()),
-            user_id=owner.id,
+            name=name, description=description, root_directory=root, user_id=user_id
         )
         session.add(ref)
         session.flush()
-        experiment_id, location = ref.id, ref.location
-        if os.path.lexists(location):
-            # e.g. left by another database with the same storage home: never touch it
-            raise AlreadyExistsError(
-                f"experiment directory {location} exists already but belongs to no experiment "
-                "of this database; move it away or set TMAPS_STORAGE_HOME to another directory"
-            )
-    # The experiment's tables are found through its committed reference; if
-    # creating them fails, undo the reference so that nothing half-made remains.
-    try:
-        Path(location).mkdir(parents=True, exist_ok=False)
-        with tm.utils.ExperimentSession(experiment_id, db_url) as session:
-            session.add(
-                tm.Experiment(
-                    id=experiment_id,
-                    location=location,
-                    microscope_type=microscope_type,
-                    workflow_type=workflow_type,
-                    plate_format=plate_format,
-                    plate_acquisition_mode=plate_acquisition_mode,
-                )
-            )
-    except BaseException:
-        delete_experiment(experiment_id, db_url)
-        raise
-    return experiment_id
+        if not experiment_storage_taken(ref.id, ref.location, session.connection()):
+            return ref
+        logger.warning("experiment id %d skipped: %s exists already", ref.id, ref.location)
+        session.delete(ref)
+        session.flush()
+    raise AlreadyExistsError(
+        f"{_MAX_SKIPPED_IDS} experiment directories beyond the last id exist already in "
+        f"{root} but belong to no experiment of this database; move them away or set "
+        "TMAPS_STORAGE_HOME to another directory"
+    )
 
 
 _Row = TypeVar("_Row")
@@ -242,7 +267,14 @@ def _by_id(session: Session, model: type[_Row], kind: str, object_id: int) -> _R
 
 
 def delete_experiment(experiment_id: int, db_url: str | None = None) -> None:
-    """Delete an experiment: its tables (schema or SQLite file), directory and reference.
+    """Delete an experiment: its reference, tables (schema or SQLite file) and directory.
+
+    The experiment becomes invisible first: its directory moves to a hidden
+    name and its reference is deleted, in one committed step (the move is
+    undone if the delete fails). Nothing can find it, read it or bring it
+    back from then on; its tables and files go afterwards. If that is cut
+    short, what remains (a hidden directory, a schema) blocks nothing, as ids
+    are never reused.
 
     Raises
     ------
@@ -250,11 +282,27 @@ def delete_experiment(experiment_id: int, db_url: str | None = None) -> None:
         When no experiment has that id.
     """
     with tm.utils.MainSession(db_url) as session:
-        ref = _by_id(session, tm.ExperimentReference, "experiment", experiment_id)
-        location = ref.location
-        drop_experiment_tables(experiment_id, location, db_url)
-        shutil.rmtree(location, ignore_errors=True)
-        session.delete(ref)
+        location = _by_id(session, tm.ExperimentReference, "experiment", experiment_id).location
+        moved = _move_aside(location)
+        try:
+            deleted = session.execute(
+                sa.delete(tm.ExperimentReference).where(tm.ExperimentReference.id == experiment_id)
+            )
+            if deleted.rowcount != 1:  # someone else deleted it meanwhile
+                raise NotFoundError(f"experiment {experiment_id} does not exist")
+            session.commit()
+        except BaseException:
+            session.rollback()
+            if moved is not None:
+                os.rename(moved[1], moved[0])
+            raise
+    remains = moved[1] if moved is not None else Path(location)
+    drop_experiment_tables(experiment_id, str(remains), db_url)
+    for _ in range(3):  # again if a job still running wrote into it meanwhile
+        if moved is None or not os.path.lexists(remains):
+            break
+        # links to registered source directories are removed, never followed
+        shutil.rmtree(remains, ignore_errors=True)
 
 
 def _the_experiment(session: Session) -> tm.Experiment:

@@ -23,6 +23,7 @@ import contextlib
 import json
 import re
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,11 @@ def read_project(experiment_id: int) -> dict[str, Any]:
         raise NotFoundError(
             f"experiment {experiment_id} has no jterator project yet and none can be made: {err}"
         ) from None
-    tmp = location.parent / f".jterator-default-{uuid.uuid4().hex}"
-    try:
-        create_project(tmp, inputs)
-        return _read_project_files(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # made outside the experiment: a read never writes into it (nor brings back its
+    # directory when it is being deleted)
+    with tempfile.TemporaryDirectory(prefix="jterator-default-") as tmp:
+        create_project(Path(tmp), inputs)
+        return _read_project_files(Path(tmp))
 
 
 # ---------------------------------------------------------------- checking
@@ -166,7 +166,8 @@ def _checked(experiment_id: int, project: Any):
     pipeline, handles = _check_shape(project)
     location = project_location(experiment_id)
     channels = channel_names(experiment_id)
-    tmp = location.parent / f".jterator-edit-{uuid.uuid4().hex}"
+    # outside the experiment: checking needs only read access and must not write there
+    tmp = Path(tempfile.mkdtemp(prefix="jterator-edit-")) / "project"
     try:
         _write_project(tmp, pipeline, handles)
         try:
@@ -175,7 +176,7 @@ def _checked(experiment_id: int, project: Any):
             raise InvalidInputError(str(err).replace(str(tmp), str(location))) from None
         yield tmp
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
 def check_project(experiment_id: int, project: Any) -> None:
@@ -202,11 +203,15 @@ def save_project(experiment_id: int, project: Any) -> None:
     location = project_location(experiment_id)
     with _checked(experiment_id, project) as tmp:
         location.mkdir(parents=True, exist_ok=True)
+        # copied beside the stored ones first (the checked copy may be on another file system)
+        staged = location / f".handles-new-{uuid.uuid4().hex}"
+        shutil.copytree(tmp / "handles", staged)
+        shutil.copyfile(tmp / PIPELINE_FILE, staged / PIPELINE_FILE)
         old = location / f".handles-old-{uuid.uuid4().hex}"
         if (location / "handles").exists():
             (location / "handles").rename(old)
-        (tmp / "handles").rename(location / "handles")
-        (tmp / PIPELINE_FILE).replace(location / PIPELINE_FILE)
+        (staged / PIPELINE_FILE).replace(location / PIPELINE_FILE)
+        staged.rename(location / "handles")
         shutil.rmtree(old, ignore_errors=True)
 
 

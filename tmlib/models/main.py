@@ -29,6 +29,11 @@ from tmlib.models.base import BigIdType, JSONType, MainModel, Timestamps
 
 _hasher = PasswordHasher()
 
+#: Table option: ids are never handed out again, not even the deleted newest one. SQLite
+#: reuses max(id) + 1 without AUTOINCREMENT, and a reused id inherits what is keyed by it
+#: elsewhere (experiment directories and schemas, cached engines, tokens, job logs).
+#: PostgreSQL's serial sequences never go back, also not on rollback.
+NEVER_REUSED = {"sqlite_autoincrement": True}
 #: (hasher, hash of a random password) for :func:`check_no_password`
 _dummy: tuple[PasswordHasher, str] | None = None
 
@@ -60,6 +65,7 @@ class User(Timestamps, MainModel):
     """
 
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -129,7 +135,7 @@ class ExperimentReference(Timestamps, MainModel):
     """
 
     __tablename__ = "experiment_references"
-    __table_args__ = (UniqueConstraint("name", "user_id"),)
+    __table_args__ = (UniqueConstraint("name", "user_id"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), index=True)
@@ -164,7 +170,7 @@ class ExperimentShare(MainModel):
     """Access of another user to an experiment (read, optionally write)."""
 
     __tablename__ = "experiment_shares"
-    __table_args__ = (UniqueConstraint("experiment_id", "user_id"),)
+    __table_args__ = (UniqueConstraint("experiment_id", "user_id"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     experiment_id: Mapped[int] = mapped_column(
@@ -181,6 +187,7 @@ class Submission(Timestamps, MainModel):
     """One submission of a program (workflow, step, tool) for an experiment."""
 
     __tablename__ = "submissions"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(BigIdType, primary_key=True)
     program: Mapped[str] = mapped_column(String(50), index=True)
@@ -203,6 +210,7 @@ class Task(Timestamps, MainModel):
     """
 
     __tablename__ = "tasks"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(BigIdType, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), index=True)

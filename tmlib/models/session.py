@@ -14,25 +14,29 @@ Tables are created lazily on the first session of a process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session
 
 from tmlib.config import load_settings
-from tmlib.errors import DatabaseError, NotFoundError
+from tmlib.errors import DatabaseError, NotFoundError, UserError
 from tmlib.models.base import ExperimentModel, MainModel
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _ready: set[str] = set()  # main databases whose tables exist
-_experiment_engines: dict[tuple[str, int], Engine] = {}
+_experiment_engines: dict[tuple[str, int], _Cached] = {}
 
 
 def safe_url(url: str) -> str:
@@ -121,6 +125,9 @@ def dispose_engines() -> None:
     with _lock:
         for engine in _engines.values():
             engine.dispose()
+        for cached in _experiment_engines.values():
+            if cached.path is not None:
+                cached.engine.dispose()
         _engines.clear()
         _ready.clear()
         _experiment_engines.clear()
@@ -173,39 +180,173 @@ def _experiment_location(url: str, experiment_id: int) -> str:
         return ref.location
 
 
+def _gone(experiment_id: int) -> NotFoundError:
+    return NotFoundError(f"experiment {experiment_id} does not exist (any more)")
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file; None if there is none."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _sqlite_file_engine(path: Path, create: bool = False) -> Engine:
+    """An engine on an experiment's SQLite file, which it never creates unless `create`.
+
+    SQLite creates a missing file on connect; opened with ``mode=rw`` it fails
+    instead, so a reader that meets a deleted experiment cannot bring it back.
+    """
+    uri = f"file:{quote(os.path.abspath(path))}"
+    mode = "rwc" if create else "rw"
+    url = URL.create("sqlite", database=uri, query={"mode": mode, "uri": "true"})
+    engine = sa.create_engine(url)
+    _configure_sqlite(engine)
+    return engine
+
+
+@dataclass(frozen=True)
+class _Cached:
+    """An experiment engine and what it was made for.
+
+    On SQLite, `identity` is the (device, inode) of the experiment's file when
+    the engine was made; a file that is gone or another one at the same path
+    is never served by it.
+    """
+
+    engine: Engine
+    path: Path | None = None
+    identity: tuple[int, int] | None = None
+
+    def current(self) -> bool:
+        return self.path is None or _file_identity(self.path) == self.identity
+
+
+def forget_experiment_engine(experiment_id: int, url: str | None = None) -> None:
+    """Drop this process's engine of an experiment (and close its pooled connections)."""
+    url = url or load_settings().db_url
+    with _lock:
+        cached = _experiment_engines.pop((url, int(experiment_id)), None)
+    if cached is not None and cached.path is not None:
+        cached.engine.dispose()
+
+
 def experiment_engine(experiment_id: int, url: str | None = None) -> Engine:
-    """Engine for the tables of one experiment, created on first use.
+    """Engine for the tables of one experiment, made on first use in a process.
+
+    It never creates the experiment's schema or file (only
+    :func:`new_experiment_database` does), only tables added to the models
+    since. A cached SQLite engine is checked on every call against the file
+    it was made for (one ``stat``): when the file is gone or is another one it
+    is dropped. On PostgreSQL the schema's name is the identity: ids are never
+    reused and nothing but :func:`new_experiment_database` creates a schema,
+    so a cached engine can only meet its own experiment or none; queries on a
+    dropped schema fail, and :class:`ExperimentSession` then answers
+    NotFoundError after a look at the reference.
 
     Raises
     ------
     NotFoundError
-        When no experiment reference with that id exists.
+        When no experiment reference with that id exists, or its tables are
+        gone (the experiment is being deleted).
     """
     url = url or load_settings().db_url
     key = (url, int(experiment_id))
-    engine = _experiment_engines.get(key)
-    if engine is not None:
-        return engine
+    cached = _experiment_engines.get(key)
+    if cached is not None:
+        if cached.current():
+            return cached.engine
+        forget_experiment_engine(experiment_id, url)
     base = main_engine(url)
-    # Never create tables for an experiment that has no reference.
     location = _experiment_location(url, experiment_id)
     if base.dialect.name == "postgresql":
         schema = experiment_schema(experiment_id)
-        engine = base.execution_options(schema_translate_map={None: schema})
-        with base.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        cached = _Cached(base.execution_options(schema_translate_map={None: schema}))
+    else:
+        path = experiment_db_path(location)
+        identity = _file_identity(path)
+        if identity is None:
+            raise _gone(experiment_id)
+        cached = _Cached(_sqlite_file_engine(path), path, identity)
+    try:
+        with cached.engine.begin() as conn:
+            if base.dialect.name == "postgresql" and not _schema_exists(conn, schema):
+                raise _gone(experiment_id)
+            # tables added to the models since the experiment was made
+            ExperimentModel.metadata.create_all(conn)
+    except exc.DBAPIError as err:
+        if cached.path is not None:
+            cached.engine.dispose()
+        if not _reference_exists(url, experiment_id) or not cached.current():
+            raise _gone(experiment_id) from err
+        raise
+    except NotFoundError:
+        if cached.path is not None:
+            cached.engine.dispose()
+        raise
+    with _lock:
+        _experiment_engines[key] = cached
+    return cached.engine
+
+
+def _schema_exists(conn: sa.Connection, schema: str) -> bool:
+    query = sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s")
+    return conn.execute(query, {"s": schema}).first() is not None
+
+
+def _reference_exists(url: str, experiment_id: int) -> bool:
+    try:
+        _experiment_location(url, experiment_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def new_experiment_database(
+    experiment_id: int, location: str | os.PathLike, main_connection: sa.Connection
+) -> Iterator[sa.Connection]:
+    """Create the tables of a new experiment; yields a connection to them in a transaction.
+
+    The only place that makes an experiment's schema or SQLite file. On
+    PostgreSQL the schema is made in `main_connection`'s transaction, so it
+    commits with the experiment's reference (or not at all); on SQLite the
+    file ``<location>/experiment.db`` is made and committed when the block
+    ends (the caller removes `location` if its own commit fails).
+    """
+    if main_connection.dialect.name == "postgresql":
+        schema = experiment_schema(experiment_id)
+        main_connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        conn = main_connection.execution_options(schema_translate_map={None: schema})
+        ExperimentModel.metadata.create_all(conn)
+        yield conn
+        return
+    engine = _sqlite_file_engine(experiment_db_path(location), create=True)
+    try:
         with engine.begin() as conn:
             ExperimentModel.metadata.create_all(conn)
-    else:
-        engine = get_engine(f"sqlite:///{experiment_db_path(location)}")
-        ExperimentModel.metadata.create_all(engine)
-    _experiment_engines[key] = engine
-    return engine
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def experiment_storage_taken(
+    experiment_id: int, location: str | os.PathLike, main_connection: sa.Connection
+) -> bool:
+    """Whether a directory or schema of that experiment id exists already (a leftover)."""
+    if os.path.lexists(location):
+        return True
+    if main_connection.dialect.name == "postgresql":
+        return _schema_exists(main_connection, experiment_schema(experiment_id))
+    return False
 
 
 def drop_experiment_tables(experiment_id: int, location: str, url: str | None = None) -> None:
-    """Remove an experiment's tables: its schema (PostgreSQL) or its SQLite file."""
+    """Remove an experiment's tables: its schema (PostgreSQL) or its SQLite file in `location`."""
     url = url or load_settings().db_url
+    forget_experiment_engine(experiment_id, url)
     base = main_engine(url)
     if base.dialect.name == "postgresql":
         with base.begin() as conn:
@@ -214,13 +355,8 @@ def drop_experiment_tables(experiment_id: int, location: str, url: str | None = 
             )
     else:
         path = experiment_db_path(location)
-        with _lock:
-            engine = _engines.pop(f"sqlite:///{path}", None)
-        if engine is not None:
-            engine.dispose()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-    _experiment_engines.pop((url, int(experiment_id)), None)
 
 
 class _SessionContext:
@@ -294,3 +430,34 @@ class ExperimentSession(_SessionContext):
             return experiment_engine(self.experiment_id, self.db_url)
         except exc.DBAPIError as err:
             raise _connect_error(self.db_url, err) from err
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        except Exception as err:  # the commit failed
+            self._raise_if_vanished(err)
+            raise
+        if exc_value is not None:
+            self._raise_if_vanished(exc_value)
+
+    def _raise_if_vanished(self, err: BaseException) -> None:
+        """NotFoundError in place of `err` when the experiment was deleted meanwhile.
+
+        A missing table, schema, file or directory is what a request meets
+        when the experiment is deleted under it; it is asked only then (one
+        query), so the sessions of existing experiments cost nothing more.
+        """
+        if not isinstance(err, Exception) or isinstance(err, UserError):
+            return
+        cached = _experiment_engines.get((self.db_url, self.experiment_id))
+        if _reference_exists(self.db_url, self.experiment_id) and (
+            cached is None or cached.current()
+        ):
+            return
+        forget_experiment_engine(self.experiment_id, self.db_url)
+        raise _gone(self.experiment_id) from err

@@ -200,9 +200,19 @@ class Run:
 
 @contextlib.contextmanager
 def _submission_lock(experiment_id: int, location: str | os.PathLike):
-    """Serialise "is one running? then start one" per experiment (across processes)."""
+    """Serialise "is one running? then start one" per experiment (across processes).
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment's directory is gone (it is being deleted).
+    """
     directory = Path(location) / "workflow"
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        # never parents: that would bring back the directory of a deleted experiment
+        directory.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        raise NotFoundError(f"experiment {experiment_id} does not exist (any more)") from None
     with open(directory / "submit.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

@@ -96,7 +96,10 @@ def create_experiment(
 @api.route("GET", "/experiments/{experiment_id}", summary="An experiment", tag=TAG)
 def get_experiment(experiment_id: int) -> dict:
     with tm.utils.MainSession() as session:
-        return {"data": serialize_experiment(session.get(tm.ExperimentReference, experiment_id))}
+        ref = session.get(tm.ExperimentReference, experiment_id)
+        if ref is None:  # deleted since the access check
+            raise NotFoundError(f"experiment {experiment_id} does not exist")
+        return {"data": serialize_experiment(ref)}
 
 
 @api.route(
