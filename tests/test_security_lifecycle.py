@@ -1,4 +1,5 @@
-"""Security 13.2, 13.3: ids are never reused, a deleted experiment stays deleted.
+"""Security 13.2, 13.3, 13.14: ids are never reused, a deleted experiment stays deleted,
+and reads never write.
 
 Each test performs the attack of its item of issue 13 and fails where the
 server or the library lets it through.
@@ -6,6 +7,7 @@ server or the library lets it through.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -373,3 +375,137 @@ def test_reads_during_delete_under_two_workers(tmaps, monkeypatch) -> None:
 
         _check_gone_and_creatable(tmaps, experiment_id, create)
         assert " 500 " not in server.log.read_text()
+
+
+# --------------------------------------------------------------------- 13.14: reads write
+
+
+def _tree(location: Path) -> dict[str, tuple[bool, int, int]]:
+    """Every file and directory below `location`: (is directory, size, mtime in ns)."""
+    found = {}
+    for path in [location, *location.rglob("*")]:
+        info = path.lstat()
+        found[str(path.relative_to(location))] = (path.is_dir(), info.st_size, info.st_mtime_ns)
+    return found
+
+
+def _rows(engine: sa.Engine, metadata: sa.MetaData) -> dict[str, str]:
+    """A digest of every table's rows."""
+    digests = {}
+    with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
+            digests[table.name] = hashlib.sha256(repr(rows).encode()).hexdigest()
+    return digests
+
+
+def _state(experiment_id: int) -> tuple:
+    location = _location(experiment_id)
+    return (
+        _tree(location),
+        _rows(tm.utils.experiment_engine(experiment_id), tm.ExperimentModel.metadata),
+        _rows(tm.utils.main_engine(), tm.MainModel.metadata),
+    )
+
+
+def _first_ids(experiment_id: int) -> dict[str, object]:
+    """Ids and names of the first object of each kind in the experiment (path and query values)."""
+    kinds = {
+        "channel_id": tm.Channel,
+        "channel_layer_id": tm.ChannelLayer,
+        "segmentation_layer_id": tm.SegmentationLayer,
+        "mapobject_type_id": tm.MapobjectType,
+        "mapobject_id": tm.Mapobject,
+        "plate_id": tm.Plate,
+        "acquisition_id": tm.Acquisition,
+        "cycle_id": tm.Cycle,
+        "well_id": tm.Well,
+        "site_id": tm.Site,
+        "tool_result_id": tm.ToolResult,
+    }
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        ids = {
+            name: session.scalar(sa.select(sa.func.min(model.id))) or 1
+            for name, model in kinds.items()
+        }
+        ids["plate_name"] = session.scalar(sa.select(tm.Plate.name).limit(1))
+        ids["well_name"] = session.scalar(sa.select(tm.Well.name).order_by(tm.Well.id).limit(1))
+    with tm.utils.MainSession() as session:
+        ids["job_id"] = session.scalar(
+            sa.select(sa.func.max(tm.Task.id)).where(tm.Task.is_collection.is_(False))
+        )
+    return ids
+
+
+#: values of the required query parameters of the read routes
+_QUERY = {
+    "well_pos_x": 0,
+    "well_pos_y": 0,
+    "tpoint": 0,
+    "zplane": 0,
+    "x": 0,
+    "y": 0,
+    "z": 0,
+    "result_name": "x",
+    "step_name": "jterator",
+    "module_name": "smooth",
+    "job_id": 1,
+}
+
+
+def _read_requests(experiment_id: int) -> list[tuple[str, str, dict]]:
+    """Every route a read share may call (all GETs, and POSTs that need only read access),
+    with values from the experiment: (method, URL, JSON body)."""
+    from urllib.parse import urlencode
+
+    from tmserver.api import api
+    from tmserver.jtui import jtui
+
+    values = {"experiment_id": experiment_id, **_first_ids(experiment_id)}
+    requests = []
+    for routes in (api, jtui):
+        for endpoint in routes.endpoints:
+            if endpoint.method != "GET" and endpoint.permission != "read":
+                continue
+            path = routes.url_prefix + endpoint.path.format(**values)
+            query = {
+                name: values.get(name, _QUERY.get(name))
+                for name, param in endpoint.query.items()
+                if param.required
+            }
+            url = f"{path}?{urlencode(query)}" if query else path
+            requests.append((endpoint.method, url, {}))
+    return requests
+
+
+def test_a_read_share_changes_nothing(processed, processed_server) -> None:
+    """bob may only read alice's experiment, yet GET workflow/description saved a default
+    description into it. Every read route, called by bob, leaves files and rows as they were."""
+    server, experiment_id = processed_server, processed.experiment_id
+    registry.share_experiment(experiment_id, "bob", write_access=False)
+    try:
+        requests = _read_requests(experiment_id)
+        project = server.get(f"/jtui/experiments/{experiment_id}/project", user="bob")
+        before = _state(experiment_id)
+        answers = {}
+        for method, url, body in requests:
+            if url.endswith("/project/check"):
+                body = {"project": project.get_json()["data"]}
+            response = server.client.open(
+                url, method=method, headers=server.headers("bob"), json=body
+            )
+            response.get_data()  # streamed bodies run to their end, as for a real client
+            response.close()
+            answers[f"{method} {url}"] = response.status_code
+        after = _state(experiment_id)
+    finally:
+        registry.unshare_experiment(experiment_id, "bob")
+    assert len(answers) > 40
+    failed = {route: status for route, status in answers.items() if status >= 500}
+    assert failed == {}
+    assert sum(status == 200 for status in answers.values()) > 30, answers
+    for part, old, new in zip(
+        ("files", "experiment rows", "main rows"), before, after, strict=True
+    ):
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        assert changed == [], part

@@ -628,11 +628,19 @@ def test_invalid_descriptions_are_rejected(data: object, words: list[str]) -> No
 
 
 @SQLITE_ONLY
+def _write_yaml(directory: Path, data: dict) -> Path:
+    path = directory / "description.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 def test_description_set_validates_and_keeps_the_old_one(plate: Plate, tmp_path: Path) -> None:
     eid = plate.experiment_id
     shown = ok(cli("tm_workflow", eid, "description")).stdout
     assert yaml.safe_load(shown) == default_dict()
     stored = manager.description_path(eid)
+    assert not stored.exists()  # showing the default stores nothing (13.14)
+    ok(cli("tm_workflow", eid, "description", "--set", _write_yaml(tmp_path, default_dict())))
     before = stored.read_bytes()
 
     bad = tmp_path / "bad.yaml"

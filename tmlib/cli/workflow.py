@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+import yaml
 
 from tmlib.cli.base import Program, handle_errors, verbosity_option
 from tmlib.workflow import manager
@@ -121,5 +122,10 @@ def description(path: Path | None) -> None:
         WorkflowDescription.load(path).save(manager.description_path(_experiment_id()))
         click.echo(f"stored {path} as the workflow description")
         return
-    manager.load_description(_experiment_id())
-    click.echo(manager.description_path(_experiment_id()).read_text(), nl=False)
+    stored = manager.description_path(_experiment_id())
+    if stored.is_file():
+        click.echo(stored.read_text(), nl=False)
+        return
+    # the default one, as it would be stored (printing never stores it)
+    default = manager.load_description(_experiment_id()).to_dict()
+    click.echo(yaml.safe_dump(default, sort_keys=False), nl=False)

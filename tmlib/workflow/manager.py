@@ -84,20 +84,36 @@ def experiment_reference(session: Session, experiment_id: int) -> tm.ExperimentR
 
 
 def description_path(experiment_id: int) -> Path:
+    """Where the experiment's workflow description is stored (it may not exist yet).
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    """
     with tm.utils.MainSession() as session:
         return Path(experiment_reference(session, experiment_id).location) / "workflow" / FILENAME
 
 
 def load_description(experiment_id: int) -> WorkflowDescription:
-    """The experiment's stored description; the default one is stored first if none is."""
+    """The experiment's stored description, or the default one of its workflow type.
+
+    The default is not stored: reading never writes (a user with read access
+    must not change the owner's experiment, and a read racing the deletion of
+    the experiment must not bring its directory back). Only
+    :func:`save_description` stores one.
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    """
     path = description_path(experiment_id)
     if path.is_file():
         return WorkflowDescription.load(path)
     with tm.utils.ExperimentSession(experiment_id) as session:
         workflow_type = session.scalar(sa.select(tm.Experiment.workflow_type)) or "canonical"
-    description = WorkflowDescription.default(workflow_type)
-    description.save(path)
-    return description
+    return WorkflowDescription.default(workflow_type)
 
 
 def run_resources(submission_args: dict[str, Any]) -> Resources:
