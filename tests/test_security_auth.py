@@ -7,6 +7,7 @@ server refuses it with a clear 4xx (never a 500) and without side effects.
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import json
 import logging
 import os
@@ -136,6 +137,14 @@ def test_large_json_body_is_refused_before_parsing(server):
         )
         _error(response, 413)
         assert time.perf_counter() - started < 1.0
+    # chunked (no Content-Length, as gunicorn passes it on): stopped while it is read
+    response = server.client.post(
+        "/auth",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    _error(response, 413)
     # a body just under the limit is still parsed
     small = server.post("/api/experiments", json={"name": "x" * 100})
     assert small.status_code == 200
@@ -233,6 +242,25 @@ def test_failures_lock_the_address_and_success_does_not_reset_it(server):
     _error(_login(client, "nobody3", "x", address="10.9.9.9"), 401)
     _error(_login(client, "carol", address="10.9.9.9"), 429)
     assert _login(client, "carol", address="10.9.9.10").status_code == 200
+
+
+def test_behind_a_trusted_proxy_clients_are_told_apart(server):
+    client = _app(login_max_failures=2, login_window_seconds=60, trusted_proxies=1).test_client()
+
+    def login(name: str, password: str, client_address: str):
+        return client.post(
+            "/auth",
+            json={"username": name, "password": password},
+            headers={"X-Forwarded-For": client_address},
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},  # the proxy
+        )
+
+    _error(login("nobody1", "x", "10.1.1.1"), 401)
+    _error(login("nobody2", "x", "10.1.1.2"), 401)
+    assert login("bob", "secret", "10.1.1.3").status_code == 200
+    _error(login("nobody3", "x", "10.1.1.3"), 401)
+    _error(login("nobody4", "x", "10.1.1.3"), 401)
+    _error(login("bob", "secret", "10.1.1.3"), 429)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from urllib.parse import unquote_plus
 from flask import Flask, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from tmlib.config import load_settings
 from tmserver.auth import QUERY_TOKEN, init_auth
@@ -53,6 +54,10 @@ def create_app(config: ServerConfig | None = None, **flask_config: Any) -> Flask
     app.config["TMAPS_DB_URL"] = load_settings().db_url
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_mb * 1024 * 1024
     app.config.update(flask_config)
+    if config.trusted_proxies:
+        # the client's address (counted by the login limits) is the proxy's otherwise
+        n = config.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     app.wsgi_app = TokenOutOfUrl(app.wsgi_app)  # type: ignore[method-assign]
     app.before_request(_limit_body)
     register_error_handlers(app)

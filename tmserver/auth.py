@@ -30,6 +30,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from tmlib import logins, registry
+from tmlib.models.main import check_no_password
 from tmserver.errors import (
     MalformedRequestError,
     MissingParameterError,
@@ -52,6 +53,7 @@ def init_auth(app: Flask) -> None:
     """Register the login routes and this process's bound on concurrent password checks."""
     app.extensions[_GATE] = threading.BoundedSemaphore(app.config["TMSERVER"].password_checks)
     app.register_blueprint(auth)
+    check_no_password("")  # its hash is made once, so no unknown name's login takes longer
 
 
 def password_gate(app: Flask) -> threading.BoundedSemaphore:

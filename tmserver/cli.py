@@ -15,7 +15,10 @@ from tmlib.cli.base import handle_errors, verbosity_option
         "with gunicorn instead, e.g.\n\n"
         "    gunicorn -w 4 -k gthread --threads 8 -b 0.0.0.0:5002 'tmserver.wsgi:app'\n\n"
         "Both read the same settings: TMAPS_DB_URL, TMAPS_HOME, ... as every program, and "
-        "TMAPS_SECRET_KEY, TMAPS_JWT_EXPIRATION_HOURS, TMAPS_MAX_UPLOAD_MB (see README)."
+        "TMAPS_SECRET_KEY, TMAPS_JWT_EXPIRATION_HOURS, TMAPS_TILE_TOKEN_MINUTES, "
+        "TMAPS_MAX_UPLOAD_MB, TMAPS_MAX_JSON_MB, TMAPS_PASSWORD_CHECKS, "
+        "TMAPS_PASSWORD_WAIT_SECONDS, TMAPS_LOGIN_MAX_FAILURES, TMAPS_LOGIN_WINDOW_SECONDS "
+        "(see README)."
     ),
 )
 @click.option("-H", "--host", default="localhost", show_default=True, help="Address to listen on.")

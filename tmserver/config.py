@@ -16,6 +16,8 @@ login_max_failures     ``TMAPS_LOGIN_MAX_FAILURES``     10 failed logins of one 
                                                         from one address, ...
 login_window_seconds   ``TMAPS_LOGIN_WINDOW_SECONDS``   300 ... within this time lock it (429)
                                                         until the window ends
+trusted_proxies        ``TMAPS_TRUSTED_PROXIES``        0; behind nginx: 1 (client addresses are
+                                                        then read from ``X-Forwarded-For``)
 =====================  ===============================  ==========================================
 """
 
@@ -49,6 +51,7 @@ class ServerConfig:
     password_wait_seconds: float = 5.0
     login_max_failures: int = 10
     login_window_seconds: float = 300.0
+    trusted_proxies: int = 0
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -117,6 +120,14 @@ def _positive_int(name: str, raw: str | None, default: int) -> int:
     return int(value)
 
 
+def _count(name: str, raw: str | None, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.strip().isdigit():
+        raise ConfigError(f"{name} must be a whole number >= 0, got {raw!r}")
+    return int(raw)
+
+
 def load_server_config(environ: dict[str, str] | None = None) -> ServerConfig:
     """Read the server settings (see the module docstring)."""
     env = os.environ if environ is None else environ
@@ -138,4 +149,5 @@ def load_server_config(environ: dict[str, str] | None = None) -> ServerConfig:
         password_wait_seconds=number("TMAPS_PASSWORD_WAIT_SECONDS", 5.0),
         login_max_failures=whole("TMAPS_LOGIN_MAX_FAILURES", 10),
         login_window_seconds=number("TMAPS_LOGIN_WINDOW_SECONDS", 300.0),
+        trusted_proxies=_count("TMAPS_TRUSTED_PROXIES", env.get("TMAPS_TRUSTED_PROXIES"), 0),
     )

@@ -122,6 +122,23 @@ def _operation(api: Api, endpoint: Endpoint, path_names: list[str]) -> dict[str,
     return operation
 
 
+def _auth_operation(operation_id: str, summary: str) -> dict[str, Any]:
+    """A ``POST`` under ``/auth`` that takes no body and needs a (normal) token."""
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": operation_id,
+            "responses": {
+                "200": {"description": "done", "content": {"application/json": {}}},
+                "default": {
+                    "description": "error",
+                    "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+                },
+            },
+        }
+    }
+
+
 def openapi_spec(apis: list[Api], title: str = "TissueMAPS", version: str = "0.1.0") -> dict:
     """The OpenAPI 3.0 document for the routes declared on `apis`."""
     from tmserver.routing import _PATH_PARAM  # the one definition of a path parameter
@@ -161,6 +178,14 @@ def openapi_spec(apis: list[Api], title: str = "TissueMAPS", version: str = "0.1
             },
         }
     }
+    paths["/auth/logout_all"] = _auth_operation(
+        "post_auth_logout_all",
+        "Log out everywhere: every token of the caller issued so far stops working",
+    )
+    paths["/auth/tile_token"] = _auth_operation(
+        "post_auth_tile_token",
+        "A short-lived token {access_token, expires_in} for ?access_token= of map tiles only",
+    )
     return {
         "openapi": "3.0.3",
         "info": {"title": title, "version": version},
