@@ -152,6 +152,58 @@ def test_cached_engine_never_outlives_its_experiment(tmaps, monkeypatch) -> None
     assert not _location_path(tmaps, old).exists()
 
 
+@SQLITE_ONLY
+def test_an_older_sqlite_database_is_upgraded_to_never_reuse_ids(tmaps, monkeypatch) -> None:
+    """A main database made before AUTOINCREMENT keeps its rows and stops reusing ids."""
+    old = sa.MetaData()
+    for table in tm.MainModel.metadata.sorted_tables:
+        copy = table.to_metadata(old)
+        copy.dialect_options["sqlite"]["autoincrement"] = False
+    engine = sa.create_engine(tmaps.db_url)
+    tmaps.home.mkdir(parents=True)
+    old.create_all(engine)
+    with engine.begin() as conn:
+        for n in (1, 2, 3):
+            conn.execute(
+                old.tables["users"].insert(),
+                {"id": n, "name": f"u{n}", "email": f"u{n}@x", "password_hash": "x"},
+            )
+        conn.execute(
+            old.tables["experiment_references"].insert(),
+            {"id": 1, "name": "e", "root_directory": "/nowhere", "user_id": 2},
+        )
+    engine.dispose()
+
+    assert_never_reused = test_id_columns_use_autoincrement_or_a_sequence
+    assert_never_reused(tmaps)  # main_engine upgraded the tables
+    with tm.utils.MainSession() as session:
+        assert session.scalars(sa.select(tm.User.name).order_by(tm.User.id)).all() == [
+            "u1",
+            "u2",
+            "u3",
+        ]
+        assert session.get(tm.ExperimentReference, 1).user_id == 2
+    _delete_row(tm.User, 3)
+    use_fast_password_hashing(monkeypatch)
+    assert registry.add_user("u4", "secret", "u4@x") == 4
+    # foreign keys still cascade
+    _delete_row(tm.User, 2)
+    with tm.utils.MainSession() as session:
+        assert session.get(tm.ExperimentReference, 1) is None
+
+
+def test_a_deleted_tile_container_is_let_go(monkeypatch, tmp_path) -> None:
+    """A tile reader kept open would hold a deleted experiment's container on disk."""
+    from tmlib import maptiles
+
+    key = (7, 1)
+    monkeypatch.setitem(maptiles._paths, key, (str(tmp_path / "gone.tiles"), 3))
+    monkeypatch.setitem(maptiles._readers, key, (str(tmp_path / "gone.tiles"), 1, object()))
+    with pytest.raises(NotFoundError):
+        maptiles.raster_tile(7, 1, 0, 0, 0)
+    assert key not in maptiles._readers
+
+
 def _location_path(tmaps, experiment_id: int) -> Path:
     return tmaps.storage_home.resolve() / f"experiment_{experiment_id}"
 

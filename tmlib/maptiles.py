@@ -106,6 +106,9 @@ def raster_tile(experiment_id: int, channel_layer_id: int, z: int, x: int, y: in
         mtime = os.stat(path).st_mtime_ns
     except FileNotFoundError:
         _paths.pop(key, None)
+        # a reader left open would keep a deleted experiment's container on disk;
+        # dropped, not closed: another thread may still be reading from it
+        _readers.pop(key, None)
         raise NotFoundError(
             f"channel layer {channel_layer_id} has no pyramid; run illuminati"
         ) from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -154,10 +155,74 @@ def main_engine(url: str | None = None) -> Engine:
     if url not in _ready:
         try:
             MainModel.metadata.create_all(engine)
+            if engine.dialect.name == "sqlite":
+                _upgrade_to_autoincrement(engine)
         except exc.OperationalError as err:
             raise _connect_error(url, err) from err
         _ready.add(url)
     return engine
+
+
+def _table_sql(cursor: sqlite3.Cursor, name: str) -> str:
+    found = cursor.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    )
+    row = found.fetchone()
+    return row[0] if row else ""
+
+
+def _upgrade_to_autoincrement(engine: Engine) -> None:
+    """Rebuild main tables of a SQLite database made before their ids were AUTOINCREMENT.
+
+    Without it SQLite hands out a deleted newest id again (see
+    ``tmlib.models.main.NEVER_REUSED``). Each such table is copied into one
+    made by the current model, in one transaction; from then on no id goes
+    back (ids freed before the upgrade cannot be known).
+    """
+    tables = [
+        t for t in MainModel.metadata.sorted_tables if t.dialect_options["sqlite"]["autoincrement"]
+    ]
+
+    def outdated(cursor: sqlite3.Cursor) -> list[sa.Table]:
+        return [t for t in tables if "AUTOINCREMENT" not in _table_sql(cursor, t.name).upper()]
+
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if not outdated(cursor):
+            return
+        cursor.execute("PRAGMA foreign_keys=OFF")  # only outside a transaction
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            for table in outdated(cursor):  # again: another process may have done it
+                _rebuild(cursor, table, engine.dialect)
+            if cursor.execute("PRAGMA foreign_key_check").fetchall():
+                raise DatabaseError("upgrading the main database broke its foreign keys")
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        raw.close()
+
+
+def _rebuild(cursor: sqlite3.Cursor, table: sa.Table, dialect: sa.Dialect) -> None:
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    new = f"{table.name}__autoincrement"
+    ddl = str(CreateTable(table).compile(dialect=dialect)).strip()
+    head = f"CREATE TABLE {table.name} ("
+    assert ddl.startswith(head), ddl
+    cursor.execute(f'CREATE TABLE "{new}" (' + ddl[len(head) :])
+    present = {row[1] for row in cursor.execute(f'PRAGMA table_info("{table.name}")')}
+    columns = ", ".join(f'"{c.name}"' for c in table.columns if c.name in present)
+    cursor.execute(f'INSERT INTO "{new}" ({columns}) SELECT {columns} FROM "{table.name}"')
+    cursor.execute(f'DROP TABLE "{table.name}"')
+    cursor.execute(f'ALTER TABLE "{new}" RENAME TO "{table.name}"')
+    for index in table.indexes:
+        cursor.execute(str(CreateIndex(index).compile(dialect=dialect)))
 
 
 def experiment_schema(experiment_id: int) -> str:
