@@ -173,6 +173,14 @@ def test_concurrent_wrong_logins_have_bounded_memory(tmaps):
         assert set(codes) <= {401, 503}, codes
         assert 401 in codes
         growth = {pid: _peak_rss_mb(pid) - before[pid] for pid in workers}
+        started = time.perf_counter()
+        huge = requests.post(
+            f"{server.url}/auth",
+            data=b'{"username": "' + b"a" * (38 * 1024 * 1024) + b'"}',
+            headers={"Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert huge.status_code == 413 and time.perf_counter() - started < 5
     # argon2 takes 64 MB per check: one check at a time per worker, not eight
     assert max(growth.values()) < 160, growth
 
