@@ -352,8 +352,10 @@ def experiment_engine(experiment_id: int, url: str | None = None) -> Engine:
             cached.engine.dispose()
         raise
     with _lock:
-        _experiment_engines[key] = cached
-    return cached.engine
+        kept = _experiment_engines.setdefault(key, cached)
+    if kept is not cached and cached.path is not None:  # another thread was faster
+        cached.engine.dispose()
+    return kept.engine
 
 
 def _schema_exists(conn: sa.Connection, schema: str) -> bool:
@@ -520,9 +522,11 @@ class ExperimentSession(_SessionContext):
         if not isinstance(err, Exception) or isinstance(err, UserError):
             return
         cached = _experiment_engines.get((self.db_url, self.experiment_id))
-        if _reference_exists(self.db_url, self.experiment_id) and (
-            cached is None or cached.current()
-        ):
+        try:
+            exists = _reference_exists(self.db_url, self.experiment_id)
+        except Exception:  # e.g. the database is unreachable: `err` says more
+            return
+        if exists and (cached is None or cached.current()):
             return
         forget_experiment_engine(self.experiment_id, self.db_url)
         raise _gone(self.experiment_id) from err
