@@ -353,12 +353,24 @@ def test_content_disposition_is_quoted(processed_server, processed):
         )
         assert response.status_code == 200
         response.get_data()
+        channel = processed_server.get(f"/api/experiments/{eid}/channels").get_json()["data"][0]
+        image = processed_server.get(
+            f"/api/experiments/{eid}/channels/{channel['id']}/image-file",
+            query_string={"plate_name": "plate01", "well_name": "A02", "well_pos_x": 0,
+                          "well_pos_y": 0},
+        )  # fmt: skip
+        assert image.status_code == 200, image.get_json()
     finally:
         registry.rename_experiment(eid, "screen")
     assert "X-Injected" not in response.headers
     assert response.headers["Content-Disposition"] == (
-        'attachment; filename="evil___X-Injected: 1; __Cells_metadata.csv"; '
+        'attachment; filename="evil___X-Injected: 1_ __Cells_metadata.csv"; '
         "filename*=UTF-8''evil%22%0D%0AX-Injected%3A%201%3B%20%C3%A9_Cells_metadata.csv"
+    )
+    png = f"_plate01_A02_y000_x000_z000_t000_{channel['name']}.png"
+    assert image.headers["Content-Disposition"] == (
+        f'attachment; filename="evil___X-Injected: 1_ _{png}"; '
+        f"filename*=UTF-8''evil%22%0D%0AX-Injected%3A%201%3B%20%C3%A9{png}"
     )
 
 

@@ -338,9 +338,8 @@ def test_site_image_download(ps):
     response = server.get(url, query_string=_site_query())
     image = _png(response)
     assert image.dtype == np.uint16 and np.array_equal(image, raw)
-    assert response.headers["Content-Disposition"] == (
-        f"attachment; filename=screen_plate01_A02_y001_x001_z000_t000_{channel['name']}.png"
-    )
+    name = f"screen_plate01_A02_y001_x001_z000_t000_{channel['name']}.png"
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{name}"'
 
     corrected = _png(server.get(url, query_string=_site_query(correct="true")))
     expected = Correction.from_stats(stats.smoothed())(raw)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +178,26 @@ def _parse(params: dict[str, Param], source: dict[str, Any], where: str, from_qu
             continue
         values[name] = _convert(name, param, source[name], from_query)
     return values
+
+
+#: what RFC 5987 allows unencoded in ``filename*`` (besides letters, digits, "-._~")
+_ATTR_CHARS = "!#$&+^`|"
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with `filename` quoted per RFC 6266.
+
+    Names are the user's (experiment, plate, ...), so they may hold quotes,
+    CR/LF or any Unicode: ``filename=`` gets an ASCII fallback with those (and
+    ``;``, where simple parsers split) replaced by ``_``, and, where that
+    changed the name, ``filename*=`` the exact name, percent-encoded UTF-8
+    (after ``filename``, as RFC 6266 advises).
+    """
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\%;' else "_" for c in filename)
+    if fallback == filename:  # RFC 6266: filename* only where filename cannot say it
+        return f'attachment; filename="{filename}"'
+    encoded = urllib.parse.quote(filename, safe=_ATTR_CHARS, encoding="utf-8", errors="strict")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
 def check_access(experiment_id: int | None, permission: str | None) -> None:

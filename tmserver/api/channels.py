@@ -11,7 +11,7 @@ import tmlib.models as tm
 from tmlib import registry, site_images
 from tmlib.errors import NotFoundError
 from tmserver.api import api
-from tmserver.routing import Param
+from tmserver.routing import Param, content_disposition
 
 TAG = "channels"
 
@@ -140,12 +140,10 @@ def get_channel_image_file(
             experiment_name, plate_name, well_name, well_pos_y, well_pos_x, zplane, tpoint,
             channel.name,
         )  # fmt: skip
-    return send_file(
-        io.BytesIO(site_images.encode_png(pixels)),
-        mimetype="image/png",
-        as_attachment=True,
-        download_name=filename,
-    )
+    response = send_file(io.BytesIO(site_images.encode_png(pixels)), mimetype="image/png")
+    # the names are the user's: quoted, never raw (CR/LF in them would be a 500)
+    response.headers["Content-Disposition"] = content_disposition(filename)
+    return response
 
 
 # --- channel layers ---------------------------------------------------------------

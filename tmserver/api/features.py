@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import urllib.parse
-
 from flask import Response
 
 import tmlib.models as tm
 from tmlib import features as lib
 from tmlib.site_images import find_site
 from tmserver.api import api
-from tmserver.routing import Param
+from tmserver.routing import Param, content_disposition
 
 TAG = "features"
 
@@ -101,22 +99,6 @@ def _csv_response(chunks, filename: str) -> Response:
     response = Response(chunks, mimetype="text/csv")
     response.headers["Content-Disposition"] = content_disposition(filename)
     return response
-
-
-#: what RFC 5987 allows unencoded in ``filename*`` (besides letters, digits, "-._~")
-_ATTR_CHARS = "!#$&+^`|"
-
-
-def content_disposition(filename: str) -> str:
-    """``attachment`` with `filename` quoted per RFC 6266.
-
-    Names are the user's (experiment, plate, ...), so they may hold quotes,
-    CR/LF or any Unicode: ``filename=`` gets an ASCII fallback with those
-    replaced by ``_``, and ``filename*=`` the exact name, percent-encoded UTF-8.
-    """
-    fallback = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in filename)
-    encoded = urllib.parse.quote(filename, safe=_ATTR_CHARS, encoding="utf-8", errors="strict")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
 @api.route(
