@@ -250,3 +250,97 @@ def test_engine_stops_when_its_experiment_is_deleted_under_it(owner, tmp_path) -
     registry.delete_experiment(owner.experiment_id)
     wait_until(lambda: not procs.still_running(processes), 15, "the processes did not end")
 
+
+# ---------------------------------------------------------------- item 15
+
+#: a job of a step that stops right before it renames its first file into place and
+#: says which temporary it was writing: then the test SIGKILLs it, "mid-write"
+STALLED_JOB = """
+import sys, time, types
+import tmlib.storage as storage
+
+def stall(source, target):
+    print(source, flush=True)
+    time.sleep(120)
+
+storage.os = types.SimpleNamespace(**{**vars(storage.os), "replace": stall})
+from tmlib.workflow.__main__ import run
+sys.exit(run(sys.argv[1:]))
+"""
+
+
+def temporaries(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob(".*.tmp"))
+
+
+def converted_experiment(owner: Owner, tmp_path: Path) -> None:
+    """Microscope files registered, their metadata extracted, imextract's batches made."""
+    from helpers import run_step
+
+    from tmlib.simulate import PlateSpec, simulate_plate
+    from tmlib.workflow.step import get_step
+
+    spec = PlateSpec(microscope="cellvoyager", wells=1, sites=2, channels=1, height=256,
+                     width=256, seed=3)  # fmt: skip
+    simulate_plate(tmp_path / "plate", spec)
+    registry.add_plate(owner.experiment_id, "P1")
+    registry.add_acquisition(owner.experiment_id, "P1", "A1")
+    registry.register_files(owner.experiment_id, "P1", "A1", tmp_path / "plate")
+    run_step(owner.experiment_id, "metaextract")
+    run_step(owner.experiment_id, "metaconfig")
+    get_step("imextract")(owner.experiment_id).init({"batch_size": 2})
+
+
+def planes(experiment_id: int) -> dict[int, bytes]:
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        files = session.scalars(sa.select(tm.ChannelImageFile)).all()
+        return {f.id: f.get().tobytes() for f in files}
+
+
+@SQLITE_ONLY
+@pytest.mark.slow
+def test_a_job_run_again_removes_what_its_killed_run_was_writing(owner, tmp_path) -> None:
+    """imextract's run job is SIGKILLed while it writes a plane: its temporary stays
+    behind. Running the job again (as resume does) removes it, and the planes are right."""
+    from tmlib.workflow.step import get_step
+
+    converted_experiment(owner, tmp_path)
+    step = get_step("imextract")(owner.experiment_id)
+    images = owner.location  # planes are under it, and their temporaries
+    step.run(1)
+    expected = planes(owner.experiment_id)
+    assert len(expected) == 2 and not temporaries(images)
+
+    job = subprocess.Popen(
+        [sys.executable, "-c", STALLED_JOB, "imextract", str(owner.experiment_id), "run",
+         "--job", "1"],
+        stdout=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    written = Path(job.stdout.readline().decode().strip())
+    job.kill()
+    job.wait()
+    assert temporaries(images) == [written] and written.stat().st_size > 0
+
+    step.run(1)  # the job again, in another process (this one)
+    assert not temporaries(images), "the killed job's temporary file is still there"
+    assert planes(owner.experiment_id) == expected
+
+
+def test_temporaries_of_running_writers_are_kept(tmp_path) -> None:
+    """A job sweeping a directory leaves alone what other live jobs are writing there;
+    init and cleanup (no job runs) remove every temporary."""
+    from tmlib import storage
+
+    mine = storage.temporary_file(tmp_path / "plane.h5")  # this process writes it: alive
+    (tmp_path / "sub").mkdir()
+    dead = subprocess.run(  # a writer that ended without renaming its temporary
+        [sys.executable, "-c", "from tmlib import storage; import sys; "
+         "print(storage.temporary_file(sys.argv[1]))", str(tmp_path / "sub" / "other.h5")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    left = Path(dead.stdout.strip())
+    assert left.exists()
+    assert storage.remove_stale_temporaries([tmp_path]) == 1
+    assert mine.exists() and not left.exists()
+    assert storage.remove_stale_temporaries([tmp_path], everything=True) == 1
+    assert not mine.exists()

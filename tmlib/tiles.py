@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -55,11 +54,11 @@ class TileWriter:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
+        from tmlib.storage import temporary_file  # (h5py only when writing)
+
+        # named after its writer: a killed job's leftover can be found and removed
+        self._tmp = temporary_file(self.path)
+        tmp = str(self._tmp)
         # A private temporary file: no journal and no syncs until the rename.
         self._db = sqlite3.connect(tmp, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=OFF")

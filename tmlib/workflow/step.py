@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import tmlib.models as tm
+from tmlib import storage
 from tmlib.errors import InvalidInputError, NotFoundError
 from tmlib.workflow import args as arguments
 from tmlib.workflow.args import Argument
@@ -138,6 +139,16 @@ class Step(abc.ABC):
     def delete_previous_job_output(self) -> None:
         """Remove everything an earlier run of this step produced."""
 
+    def output_locations(self) -> list[Path]:
+        """Directories where the step's jobs write large files under temporary names
+        (:func:`tmlib.storage.temporary_file`); swept for what killed jobs left there."""
+        return []
+
+    def remove_stale_temporaries(self, everything: bool = False) -> int:
+        """Remove the temporary files that killed jobs of this step left behind
+        (with `everything`, all of them: no job of the step may run then)."""
+        return storage.remove_stale_temporaries(self.output_locations(), everything)
+
     # -------------------------------------------------------------- framework
 
     def parse_args(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +163,7 @@ class Step(abc.ABC):
         args = self.parse_args(values)
         batches = self.create_run_batches(args)  # validates: nothing is removed on bad input
         self.delete_previous_job_output()
+        self.remove_stale_temporaries(everything=True)
         tmp = self.batches_location.with_name("batches.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -205,18 +217,24 @@ class Step(abc.ABC):
             ) from None
 
     def run(self, job_id: int) -> None:
-        """Run one batch."""
-        self.run_job(self.read_batch("run", job_id))
+        """Run one batch (first removing what killed jobs were writing: a job that
+        runs again after it was killed mid-write leaves no temporary behind)."""
+        batch = self.read_batch("run", job_id)
+        self.remove_stale_temporaries()
+        self.run_job(batch)
 
     def collect(self) -> None:
         """Run the collect phase."""
         if not self.has_collect:
             raise InvalidInputError(f"step {self.name} has no collect phase")
-        self.collect_job_output(self.read_batch("collect"))
+        batch = self.read_batch("collect")
+        self.remove_stale_temporaries()
+        self.collect_job_output(batch)
 
     def cleanup(self) -> None:
         """Remove the output of earlier runs (not the batches)."""
         self.delete_previous_job_output()
+        self.remove_stale_temporaries(everything=True)
 
     # ------------------------------------------------------------------- jobs
 

@@ -252,6 +252,11 @@ class Corilla(Step):
             shutil.rmtree(directory, ignore_errors=True)
         shutil.rmtree(self.partial_location, ignore_errors=True)
 
+    def output_locations(self) -> list[Path]:
+        with tm.utils.ExperimentSession(self.experiment_id) as session:
+            stats = [Path(c.illumstats_location) for c in session.scalars(sa.select(tm.Channel))]
+        return [self.partial_location, *stats]
+
 
 def _one_shape(channel: str, planes: list[tuple[tm.ChannelImageFile, int, int]]) -> tuple[int, int]:
     """The one (height, width) of a channel's planes.

@@ -309,6 +309,11 @@ class Illuminati(Step):
             )
         shutil.rmtree(self.shards_location, ignore_errors=True)
 
+    def output_locations(self) -> list[Path]:
+        with tm.utils.ExperimentSession(self.experiment_id) as session:
+            layers = [Path(c.layers_location) for c in session.scalars(sa.select(tm.Channel))]
+        return [self.shards_location, *layers]
+
 
 # ---------------------------------------------------------------------- helpers
 

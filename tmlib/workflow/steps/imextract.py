@@ -101,5 +101,9 @@ class ImExtract(Step):
             for channel in channels:
                 shutil.rmtree(channel.image_files_location, ignore_errors=True)
 
+    def output_locations(self) -> list[Path]:
+        with tm.utils.ExperimentSession(self.experiment_id) as session:
+            return [Path(c.image_files_location) for c in session.scalars(sa.select(tm.Channel))]
+
 
 main = step_program(ImExtract)
