@@ -145,6 +145,15 @@ def test_large_json_body_is_refused_before_parsing(server):
         environ_overrides={"wsgi.input_terminated": True},
     )
     _error(response, 413)
+    # feature values are data: their own, larger limit, after the token is checked
+    eid = server.post("/api/experiments", json={"name": "e"}).get_json()["data"]["id"]
+    url = f"/api/experiments/{eid}/mapobject_types/1/feature-values"
+    values = {"names": ["f"], "labels": list(range(10**6)), "values": [[0.5]] * 10**6}
+    data = json.dumps({"plate_name": "p", "well_name": "A01", "well_pos_x": 0,
+                       "well_pos_y": 0, **values}).encode()  # fmt: skip
+    assert len(data) > 8 * 1024 * 1024
+    _error(server.post(url, data=data, content_type="application/json", user=None), 401)
+    assert server.post(url, data=data, content_type="application/json").status_code == 404
     # a body just under the limit is still parsed
     small = server.post("/api/experiments", json={"name": "x" * 100})
     assert small.status_code == 200

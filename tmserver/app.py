@@ -81,24 +81,29 @@ def create_app(config: ServerConfig | None = None, **flask_config: Any) -> Flask
 
 
 def _limit_body() -> None:
-    """Refuse a large body of a route that takes no upload, before anything reads it.
+    """Refuse a body larger than the route takes, before anything reads it.
 
     Uploads (multipart routes) are limited by ``MAX_CONTENT_LENGTH``
-    (``TMAPS_MAX_UPLOAD_MB``); every other body is parsed in memory, so it
-    gets the much smaller ``TMAPS_MAX_JSON_MB``.
+    (``TMAPS_MAX_UPLOAD_MB``); other bodies are parsed in memory, so they get
+    ``TMAPS_MAX_JSON_MB``, or ``TMAPS_MAX_BULK_JSON_MB`` on routes that take
+    data as JSON (feature values; these check the token before they read it).
     """
     from flask import current_app
 
     view = current_app.view_functions.get(request.endpoint or "")
-    if getattr(view, "accepts_uploads", False):
+    kind = getattr(view, "body_kind", "json")
+    if kind == "upload":
         return
     config = current_app.config["TMSERVER"]
-    limit = int(config.max_json_mb * 1024 * 1024)
+    megabytes, setting = (
+        (config.max_bulk_json_mb, "TMAPS_MAX_BULK_JSON_MB")
+        if kind == "bulk_json"
+        else (config.max_json_mb, "TMAPS_MAX_JSON_MB")
+    )
+    limit = int(megabytes * 1024 * 1024)
     request.max_content_length = limit  # also stops a chunked body while it is read
     if (request.content_length or 0) > limit:
-        raise PayloadTooLargeError(
-            f"the request body is larger than {config.max_json_mb:g} MB (TMAPS_MAX_JSON_MB)"
-        )
+        raise PayloadTooLargeError(f"the request body is larger than {megabytes:g} MB ({setting})")
 
 
 class StrictJSONProvider(DefaultJSONProvider):

@@ -9,6 +9,8 @@ tile_token_minutes     ``TMAPS_TILE_TOKEN_MINUTES``     60 (``?access_token=`` t
                                                         tiles only, live this long)
 max_upload_mb          ``TMAPS_MAX_UPLOAD_MB``          4096 (largest microscope file accepted)
 max_json_mb            ``TMAPS_MAX_JSON_MB``            4 (largest body of any other request)
+max_bulk_json_mb       ``TMAPS_MAX_BULK_JSON_MB``       256 (largest JSON data upload: feature
+                                                        values of a site)
 password_checks        ``TMAPS_PASSWORD_CHECKS``        min(2, cores): concurrent password
                                                         checks per process (64 MB each)
 password_wait_seconds  ``TMAPS_PASSWORD_WAIT_SECONDS``  5; a login waiting longer gets 503
@@ -47,6 +49,7 @@ class ServerConfig:
     tile_token_minutes: float = 60.0
     max_upload_mb: int = 4096
     max_json_mb: float = 4.0
+    max_bulk_json_mb: float = 256.0
     password_checks: int = _default_password_checks()
     password_wait_seconds: float = 5.0
     login_max_failures: int = 10
@@ -145,6 +148,7 @@ def load_server_config(environ: dict[str, str] | None = None) -> ServerConfig:
         tile_token_minutes=number("TMAPS_TILE_TOKEN_MINUTES", 60.0),
         max_upload_mb=int(number("TMAPS_MAX_UPLOAD_MB", 4096)),
         max_json_mb=number("TMAPS_MAX_JSON_MB", 4.0),
+        max_bulk_json_mb=number("TMAPS_MAX_BULK_JSON_MB", 256.0),
         password_checks=whole("TMAPS_PASSWORD_CHECKS", _default_password_checks()),
         password_wait_seconds=number("TMAPS_PASSWORD_WAIT_SECONDS", 5.0),
         login_max_failures=whole("TMAPS_LOGIN_MAX_FAILURES", 10),

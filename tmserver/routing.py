@@ -265,6 +265,7 @@ class Api:
         files: dict[str, Param] | None = None,
         produces: str = "application/json",
         token_in_query: bool = False,
+        bulk_json: bool = False,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a route (see the module docstring).
 
@@ -272,6 +273,9 @@ class Api:
         `token_in_query` also accepts a tile token (and only that) as
         ``?access_token=`` (for map tiles, which browsers' tile loaders fetch
         without headers); tile tokens are refused on all other routes.
+        Bodies are limited to ``TMAPS_MAX_JSON_MB``, those of routes with
+        `files` to ``TMAPS_MAX_UPLOAD_MB``, and those of `bulk_json` routes
+        (data uploaded as JSON) to ``TMAPS_MAX_BULK_JSON_MB``.
         """
         path_names = _PATH_PARAM.findall(path)
         if permission is not None and "experiment_id" not in path_names:
@@ -323,8 +327,10 @@ class Api:
                     return result
                 return jsonify(result)
 
-            # uploads get TMAPS_MAX_UPLOAD_MB, every other body TMAPS_MAX_JSON_MB
-            handle.accepts_uploads = bool(endpoint.files)  # type: ignore[attr-defined]
+            # read by the app's body limit before the view runs
+            handle.body_kind = (  # type: ignore[attr-defined]
+                "upload" if endpoint.files else "bulk_json" if bulk_json else "json"
+            )
             self.blueprint.add_url_rule(
                 rule, endpoint=view.__name__, view_func=handle, methods=[endpoint.method]
             )

@@ -66,6 +66,7 @@ def delete_feature(experiment_id: int, feature_id: int) -> dict:
     summary="Upload feature values of the objects of a site (features are created)",
     tag=TAG,
     permission="write",
+    bulk_json=True,
     body={
         "plate_name": Param(str, required=True),
         "well_name": Param(str, required=True),
