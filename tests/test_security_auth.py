@@ -154,6 +154,11 @@ def test_large_json_body_is_refused_before_parsing(server):
     assert len(data) > 8 * 1024 * 1024
     _error(server.post(url, data=data, content_type="application/json", user=None), 401)
     assert server.post(url, data=data, content_type="application/json").status_code == 404
+    names = [f"plate_A01_T0001F{i:06d}L01A01Z01C01.tif" for i in range(10**5)]
+    for route in ("register", "validity-check"):
+        files = names if route == "register" else [{"name": name} for name in names]
+        url = f"/api/experiments/{eid}/acquisitions/1/upload/{route}"
+        assert server.post(url, json={"files": files}).status_code == 404
     # a body just under the limit is still parsed
     small = server.post("/api/experiments", json={"name": "x" * 100})
     assert small.status_code == 200

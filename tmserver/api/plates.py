@@ -233,6 +233,7 @@ def delete_acquisition(experiment_id: int, acquisition_id: int) -> dict:
     tag=UPLOAD_TAG,
     permission="write",
     body={"files": Param(list, required=True, items=dict, description="[{name}]")},
+    bulk_json=True,  # a plate has ~10^5 file names
 )
 def check_upload_validity(experiment_id: int, acquisition_id: int, files: list[dict]) -> dict:
     names = []
@@ -250,6 +251,7 @@ def check_upload_validity(experiment_id: int, acquisition_id: int, files: list[d
     tag=UPLOAD_TAG,
     permission="write",
     body={"files": Param(list, required=True, items=str, description="file names")},
+    bulk_json=True,  # a plate has ~10^5 file names
 )
 def register_upload(experiment_id: int, acquisition_id: int, files: list[str]) -> dict:
     return {"data": upload.register_uploads(experiment_id, acquisition_id, files)}
