@@ -832,32 +832,6 @@ def wait_for_engine(submission_id: int, timeout: float) -> bool:
         time.sleep(0.1)
 
 
-def status(experiment_id: int, program: str = "workflow", depth: int | None = None) -> dict:
-    """The status tree of the last submission of `program` (see :func:`task_status`).
-
-    Raises
-    ------
-    NotFoundError
-        When the experiment has no such submission.
-    """
-    with tm.utils.MainSession() as session:
-        submission_id = last_submission(session, experiment_id, program).id
-    return submission_status(submission_id, depth)
-
-
-def status_or_none(
-    experiment_id: int, program: str = "workflow", depth: int | None = None
-) -> dict | None:
-    """Like :func:`status`, but None when nothing was submitted yet.
-
-    Raises
-    ------
-    NotFoundError
-        When the experiment does not exist.
-    """
-    with tm.utils.MainSession() as session:
-        experiment_reference(session, experiment_id)
-        try:
 #: how long :func:`stop_experiment` waits after SIGTERM before it SIGKILLs (seconds)
 STOP_TIMEOUT = 30.0
 #: how long it then waits for SIGKILLed processes to vanish (seconds)
@@ -988,6 +962,32 @@ def _mark_stopped(submission_id: int) -> None:
         _close_collections(session, submission_id)
 
 
+def status(experiment_id: int, program: str = "workflow", depth: int | None = None) -> dict:
+    """The status tree of the last submission of `program` (see :func:`task_status`).
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment has no such submission.
+    """
+    with tm.utils.MainSession() as session:
+        submission_id = last_submission(session, experiment_id, program).id
+    return submission_status(submission_id, depth)
+
+
+def status_or_none(
+    experiment_id: int, program: str = "workflow", depth: int | None = None
+) -> dict | None:
+    """Like :func:`status`, but None when nothing was submitted yet.
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    """
+    with tm.utils.MainSession() as session:
+        experiment_reference(session, experiment_id)
+        try:
             submission_id = last_submission(session, experiment_id, program).id
         except NotFoundError:
             return None
