@@ -72,6 +72,16 @@ def count_rows(experiment_id: int, model: type) -> int:
         return session.scalar(sa.select(sa.func.count()).select_from(model))
 
 
+def microscope_file_rows(experiment_id: int | str) -> dict[str, list[str]]:
+    """Name → statuses of every microscope file row of an experiment (both tables)."""
+    rows: dict[str, list[str]] = {}
+    with tm.utils.ExperimentSession(int(experiment_id)) as session:
+        for model in (tm.MicroscopeImageFile, tm.MicroscopeMetadataFile):
+            for name, status in session.execute(sa.select(model.name, model.status)):
+                rows.setdefault(name, []).append(status)
+    return rows
+
+
 def count_main_rows(model: type) -> int:
     """Number of rows of a main-database model."""
     with tm.utils.MainSession() as session:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import files_under, make_cellvoyager_dir
+from helpers import files_under, make_cellvoyager_dir, microscope_file_rows
 
 import tmlib.models as tm
 
@@ -44,16 +44,6 @@ def _new_acquisition(server, user: str = "alice", name: str = "sec-exp") -> tupl
 @pytest.fixture
 def acquisition(server) -> tuple[str, str]:
     return _new_acquisition(server)
-
-
-def _rows(eid) -> dict[str, list[str]]:
-    """Name → statuses of every microscope file row (both tables)."""
-    rows: dict[str, list[str]] = {}
-    with tm.utils.ExperimentSession(int(eid)) as session:
-        for model in (tm.MicroscopeImageFile, tm.MicroscopeMetadataFile):
-            for name, status in session.execute(sa.select(model.name, model.status)):
-                rows.setdefault(name, []).append(status)
-    return rows
 
 
 def _experiment_dir(eid) -> Path:
@@ -92,7 +82,7 @@ def test_longest_name_by_bytes_uploads(server, acquisition, filler):
     assert response.status_code == 200, response.get_json()
     response = _upload(server, eid, aid, name, b"pixels")
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert _rows(eid) == {name: ["COMPLETE"]}
+    assert microscope_file_rows(eid) == {name: ["COMPLETE"]}
     stored = [p for p in files_under(_experiment_dir(eid)) if p.name == name]
     assert len(stored) == 1 and stored[0].read_bytes() == b"pixels"
     # no temporary file is left behind
@@ -110,7 +100,7 @@ def test_name_over_255_bytes_is_refused_at_register(server, acquisition, filler)
         server.post(_url(eid, aid, "/upload/validity-check"), json={"files": [{"name": name}]}),
         400,
     )
-    assert _rows(eid) == {}
+    assert microscope_file_rows(eid) == {}
 
 
 def test_register_files_measures_names_in_bytes(tmaps, tmp_path):
@@ -145,7 +135,7 @@ def test_register_is_disabled_without_roots(server, acquisition, tmp_path, monke
     make_cellvoyager_dir(source, content=True)
     message = _refused(_register(server, eid, aid, source), source)
     assert "TMAPS_REGISTER_ROOTS" in message
-    assert _rows(eid) == {}
+    assert microscope_file_rows(eid) == {}
 
 
 def test_register_within_a_root_works(server, acquisition, tmp_path, monkeypatch):
@@ -156,7 +146,7 @@ def test_register_within_a_root_works(server, acquisition, tmp_path, monkeypatch
     response = _register(server, eid, aid, root / "screen1" / "plate")
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["data"]["images"] == len(images)
-    assert _rows(eid) == {name: ["COMPLETE"] for name in images + metas}
+    assert microscope_file_rows(eid) == {name: ["COMPLETE"] for name in images + metas}
     # an empty directory below the root: a generic message, no path, no count
     (root / "empty").mkdir()
     message = _error(_register(server, eid, aid, root / "empty"), 400)["message"]
@@ -181,7 +171,7 @@ def test_register_refuses_outside_roots_alike_whether_it_exists(
     # a path that is a file, not a directory
     (root / "file.tif").write_bytes(b"x")
     assert _refused(_register(server, eid, aid, root / "file.tif"), root) == exists
-    assert _rows(eid) == {}
+    assert microscope_file_rows(eid) == {}
 
 
 def test_register_refuses_symlinks_out_of_a_root(server, acquisition, tmp_path, monkeypatch):
@@ -199,7 +189,7 @@ def test_register_refuses_symlinks_out_of_a_root(server, acquisition, tmp_path, 
     (inner / images[0]).unlink()
     (inner / images[0]).symlink_to(outside / images[0])
     _refused(_register(server, eid, aid, inner), outside, root)
-    assert _rows(eid) == {}
+    assert microscope_file_rows(eid) == {}
 
 
 def test_register_refuses_experiment_storage(server, acquisition, tmp_path, monkeypatch):
@@ -223,7 +213,7 @@ def test_register_refuses_experiment_storage(server, acquisition, tmp_path, monk
     # a link in an allowed directory to another user's experiment
     (tmp_path / "innocent").symlink_to(bob_dir / "plates" / "stolen")
     _refused(_register(server, eid, aid, tmp_path / "innocent"), bob_dir)
-    assert _rows(eid) == {}
+    assert microscope_file_rows(eid) == {}
 
 
 def test_tm_add_files_registers_any_directory(tmaps, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import files_under, make_cellvoyager_dir
+from helpers import files_under, make_cellvoyager_dir, microscope_file_rows
 
 import tmlib.models as tm
 from tmlib import upload
@@ -60,16 +60,6 @@ def _post_file(server, eid, aid, name, content, user="alice"):
     )
 
 
-def _rows(eid) -> dict[str, list[str]]:
-    """Name → statuses of every microscope file row (both tables)."""
-    rows: dict[str, list[str]] = {}
-    with tm.utils.ExperimentSession(int(eid)) as session:
-        for model in (tm.MicroscopeImageFile, tm.MicroscopeMetadataFile):
-            for name, status in session.execute(sa.select(model.name, model.status)):
-                rows.setdefault(name, []).append(status)
-    return rows
-
-
 def _acquisition_dir(eid, aid) -> Path:
     with tm.utils.ExperimentSession(int(eid)) as session:
         return Path(session.get(tm.Acquisition, int(aid)).location)
@@ -103,7 +93,7 @@ def test_full_upload_round(server, acquisition, plate_files):
     # registering again adds no rows
     again = server.post(_url(eid, aid, "/upload/register"), json={"files": names + names[:1]})
     assert again.get_json()["data"] == names
-    assert _rows(eid) == {n: ["WAITING"] for n in names}
+    assert microscope_file_rows(eid) == {n: ["WAITING"] for n in names}
     # images and metadata go to their own tables, by the microscope type's patterns
     images = server.get(_url(eid, aid, "/images")).get_json()["data"]
     metadata = server.get(_url(eid, aid, "/metadata")).get_json()["data"]
@@ -116,7 +106,7 @@ def test_full_upload_round(server, acquisition, plate_files):
         assert response.status_code == 200, response.get_json()
         assert response.get_json() == {"message": "ok"}
     assert _stored(eid, aid) == plate_files
-    assert _rows(eid) == {n: ["COMPLETE"] for n in names}
+    assert microscope_file_rows(eid) == {n: ["COMPLETE"] for n in names}
     assert server.get(_url(eid, aid, "/upload/count")).get_json()["data"] == len(names)
     assert _status(server, eid, aid) == ("COMPLETE", "COMPLETE")
 
@@ -174,7 +164,7 @@ def test_interrupted_uploads_leave_nothing_and_resume(
     with monkeypatch.context() as patch, pytest.raises(OSError, match="connection reset"):
         patch.setattr(upload, "CHUNK_SIZE", 100)
         upload.upload_file(int(eid), int(aid), broken, _BrokenStream(data, len(data) // 2))
-    assert broken not in _stored(eid, aid) and _rows(eid)[broken] == ["FAILED"]
+    assert broken not in _stored(eid, aid) and microscope_file_rows(eid)[broken] == ["FAILED"]
 
     # 2. the request body is cut short: the multipart body never ends
     boundary = "XyZboundary"
@@ -188,7 +178,7 @@ def test_interrupted_uploads_leave_nothing_and_resume(
         content_type=f"multipart/form-data; boundary={boundary}",
     )
     assert response.status_code == 400, response.get_data(as_text=True)
-    assert cut not in _stored(eid, aid) and _rows(eid)[cut] == ["WAITING"]
+    assert cut not in _stored(eid, aid) and microscope_file_rows(eid)[cut] == ["WAITING"]
 
     # 3. the disk fails after the bytes were written, before the rename
     def no_disk(fd):
@@ -198,7 +188,7 @@ def test_interrupted_uploads_leave_nothing_and_resume(
         patch.setattr(upload.os, "fsync", no_disk)
         response = _post_file(server, eid, aid, failing, plate_files[failing])
     assert response.status_code == 500
-    assert failing not in _stored(eid, aid) and _rows(eid)[failing] == ["FAILED"]
+    assert failing not in _stored(eid, aid) and microscope_file_rows(eid)[failing] == ["FAILED"]
 
     # no partial or temporary file anywhere; the acquisition is not complete
     assert _stored(eid, aid) == {first: plate_files[first]}
@@ -210,7 +200,7 @@ def test_interrupted_uploads_leave_nothing_and_resume(
     for name in todo["data"]:
         assert _post_file(server, eid, aid, name, plate_files[name]).get_json()["message"] == "ok"
     assert _stored(eid, aid) == plate_files
-    assert _rows(eid) == {n: ["COMPLETE"] for n in names}
+    assert microscope_file_rows(eid) == {n: ["COMPLETE"] for n in names}
     assert _status(server, eid, aid) == ("COMPLETE", "COMPLETE")
 
 
@@ -226,7 +216,7 @@ def test_unsafe_names_are_refused(server, acquisition, name, tmp_path):
         _error(server.post(_url(eid, aid, route), json=payload), 400)
     if name:  # an empty multipart file name is no file at all (400 as well)
         _error(_post_file(server, eid, aid, name, b"evil"), 400)
-    assert _rows(eid) == {}
+    assert microscope_file_rows(eid) == {}
     assert files_under(_acquisition_dir(eid, aid)) == []
     assert not (_acquisition_dir(eid, aid).parent / "x_A01_T0001F001L01A01Z01C01.tif").exists()
 
@@ -245,7 +235,7 @@ def test_bad_requests(server, acquisition, plate_files):
         server.post(_url(eid, aid, "/upload/register"), json={"files": [image, "notes.txt"]}), 400
     )
     assert "notes.txt" in body["message"]
-    assert _rows(eid) == {}
+    assert microscope_file_rows(eid) == {}
     # uploading needs a registered name and a file field
     body = _error(_post_file(server, eid, aid, image, b"x"), 400)
     assert "not registered" in body["message"]
@@ -259,7 +249,7 @@ def test_bad_requests(server, acquisition, plate_files):
     )
     _error(_post_file(server, eid, aid, image, b"x", user="bob"), 403)
     _error(server.get(_url(eid, aid, "/images"), user="bob"), 403)
-    assert _rows(eid) == {}
+    assert microscope_file_rows(eid) == {}
 
 
 def test_register_server_directory(server, acquisition, tmp_path, monkeypatch):
@@ -274,14 +264,14 @@ def test_register_server_directory(server, acquisition, tmp_path, monkeypatch):
     assert response.get_json()["data"] == {
         "images": len(images) - 1, "metadata": len(metas), "known": 1, "skipped": 1
     }  # fmt: skip
-    assert _rows(eid) == {n: ["COMPLETE"] for n in images + metas}
+    assert microscope_file_rows(eid) == {n: ["COMPLETE"] for n in images + metas}
     with tm.utils.ExperimentSession(int(eid)) as session:
         for row in session.scalars(sa.select(tm.MicroscopeImageFile)):
             assert Path(row.location).read_bytes() == (source / row.name).read_bytes()
     # the same directory again: nothing changes
     again = server.post(_url(eid, aid, "/register"), json={"path": str(source)}).get_json()
     assert again["data"]["images"] == 0 and again["data"]["known"] == len(images) + len(metas)
-    assert _rows(eid) == {n: ["COMPLETE"] for n in images + metas}
+    assert microscope_file_rows(eid) == {n: ["COMPLETE"] for n in images + metas}
     assert server.get(_url(eid, aid, "/upload/count")).get_json()["data"] == len(images + metas)
     assert _status(server, eid, aid) == ("COMPLETE", "COMPLETE")
     # bad paths
