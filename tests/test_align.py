@@ -341,7 +341,7 @@ def test_another_reference_cycle_shifts_relative_to_it(aligned: Experiment) -> N
         ({"ref_wavelength": "nope"}, "wavelength 'nope' is not imaged in cycle 0; "
          "wavelengths there: A01_C01, A01_C02"),
         ({"illumcorr": True}, "--illumcorr needs illumination statistics .* run corilla"),
-        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"batch_size": 0}, "batch_size must be between 1 and 1000000, got 0"),
     ],
 )  # fmt: skip
 def test_bad_arguments_fail_before_anything_is_removed(

@@ -372,7 +372,7 @@ def test_a_stale_partial_is_detected(experiment: int):
 
 
 def test_bad_batch_size_is_rejected(experiment: int):
-    with pytest.raises(InvalidInputError, match="batch_size must be at least 1"):
+    with pytest.raises(InvalidInputError, match="batch_size must be between 1 and 1000000, got 0"):
         corilla.Corilla(experiment).init({"batch_size": 0})
 
 

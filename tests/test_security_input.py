@@ -508,6 +508,8 @@ def _add_experiment_by_cli(tmp_path: Path) -> str:
 
 
 @pytest.mark.slow
+# the modes of the SQLite database files are what is checked
+@pytest.mark.parametrize("tmaps", ["sqlite"], indirect=True)
 def test_data_files_are_owner_only(tmaps, tmp_path, monkeypatch, permissive_umask):
     import os
 
@@ -515,8 +517,6 @@ def test_data_files_are_owner_only(tmaps, tmp_path, monkeypatch, permissive_umas
 
     from tmlib.workflow import manager
 
-    if tmaps.dialect != "sqlite":
-        pytest.skip("the file modes of the SQLite databases are checked")
     monkeypatch.delenv("TMAPS_GROUP", raising=False)
     eid = _add_experiment_by_cli(tmp_path)
     # the image conversion stage only: its jobs write the HDF5 planes
@@ -537,6 +537,8 @@ def test_data_files_are_owner_only(tmaps, tmp_path, monkeypatch, permissive_umas
 
 
 @pytest.mark.slow
+# the modes of the SQLite database files are what is checked
+@pytest.mark.parametrize("tmaps", ["sqlite"], indirect=True)
 def test_data_files_are_shared_with_the_group(tmaps, tmp_path, monkeypatch, permissive_umask):
     import grp
     import os
@@ -544,8 +546,6 @@ def test_data_files_are_shared_with_the_group(tmaps, tmp_path, monkeypatch, perm
 
     from helpers import cli, ok
 
-    if tmaps.dialect != "sqlite":
-        pytest.skip("the file modes of the SQLite databases are checked")
     monkeypatch.setenv("TMAPS_GROUP", grp.getgrgid(os.getgid()).gr_name)
     ok(cli("tm_add", "user", "-n", "u", "-p", "secret", "-e", "u@example.org"))
     eid = ok(cli("tm_add", "experiment", "-e", "e", "-u", "u")).stdout.strip()

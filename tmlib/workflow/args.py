@@ -45,6 +45,10 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,30}")
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
+def _shown(bound: float) -> str:
+    """A range bound as users write it: 1000000, not 1e+06."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
 @dataclass(frozen=True)
 class Argument:
     """One argument of a step.
@@ -140,11 +144,11 @@ class Argument:
         low, high = self.range
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = (
-                f"between {low:g} and {high:g}"
+                f"between {_shown(low)} and {_shown(high)}"
                 if low is not None and high is not None
-                else f">= {low:g}"
+                else f">= {_shown(low)}"
                 if low is not None
-                else f"<= {high:g}"
+                else f"<= {_shown(high)}"
             )
             raise InvalidInputError(f"argument {self.name} must be {bounds}, got {value!r}")
 
