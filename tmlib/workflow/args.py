@@ -49,6 +49,7 @@ def _shown(bound: float) -> str:
     """A range bound as users write it: 1000000, not 1e+06."""
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
+
 @dataclass(frozen=True)
 class Argument:
     """One argument of a step.
