@@ -18,10 +18,10 @@ from tmserver.auth import QUERY_TOKEN, init_auth
 from tmserver.config import ServerConfig, load_server_config
 from tmserver.errors import MalformedRequestError, PayloadTooLargeError, register_error_handlers
 from tmserver.openapi import openapi_spec
+from tmserver.routing import LONE_SURROGATE
 
 _TOKEN_IN_URL = re.compile(r"(?<=[?&;])access_token=[^&;#\s\"]*")
 _REDACTED = "access_token=[redacted]"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def create_app(config: ServerConfig | None = None, **flask_config: Any) -> Flask:
@@ -129,7 +129,7 @@ def _may_have_surrogates(text: str | bytes) -> bool:
     # the parser decodes with "surrogatepass"); most bodies have neither
     if isinstance(text, bytes):
         return b"\\u" in text or b"\xed" in text
-    return "\\u" in text or _SURROGATE.search(text) is not None
+    return "\\u" in text or LONE_SURROGATE.search(text) is not None
 
 
 def refuse_lone_surrogates(value: Any, where: str = "the JSON body") -> None:
@@ -148,7 +148,7 @@ def refuse_lone_surrogates(value: Any, where: str = "the JSON body") -> None:
         else:
             continue
         for text in strings:
-            if isinstance(text, str) and _SURROGATE.search(text):
+            if isinstance(text, str) and LONE_SURROGATE.search(text):
                 raise MalformedRequestError(
                     f"{where} contains a lone surrogate (e.g. '\\ud800'): not valid Unicode text"
                 )

@@ -50,7 +50,8 @@ ID = "id"
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
 _PATH_PARAM = re.compile(r"\{([a-z_]+)\}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+#: a lone surrogate (e.g. "\\ud800" in JSON): not Unicode text, fails in the database
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _convert(name: str, param: Param, raw: Any, from_query: bool) -> Any:
             raise MalformedRequestError(f"parameter {name!r} must be a string")
         if "\x00" in raw:
             raise MalformedRequestError(f"parameter {name!r} must not contain NUL characters")
-        if _SURROGATE.search(raw):
+        if LONE_SURROGATE.search(raw):
             # not Unicode text: it would fail in the database or as a file name
             raise MalformedRequestError(f"parameter {name!r} contains a lone surrogate")
         if param.enum is not None and raw not in param.enum:

@@ -229,7 +229,14 @@ def _submission_lock(experiment_id: int, location: str | os.PathLike):
         directory.mkdir(exist_ok=True)
     except FileNotFoundError:
         raise NotFoundError(f"experiment {experiment_id} does not exist (any more)") from None
-    with open(directory / "submit.lock", "a") as lock:
+    with _file_lock(directory / "submit.lock"):
+        yield
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """Hold an exclusive lock on the file `path` (made if missing) across processes."""
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -284,12 +291,8 @@ def _user_lock(user_id: int):
     """Serialise "how many run? then start one" per user (across processes and experiments)."""
     directory = load_settings().home / "locks"
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f"submit-user-{int(user_id)}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with _file_lock(directory / f"submit-user-{int(user_id)}.lock"):
+        yield
 
 
 def running_submissions(session: Session, *conditions: Any) -> int:

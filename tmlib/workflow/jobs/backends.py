@@ -282,13 +282,8 @@ class LocalBackend(Backend):
             if procs.record_alive(info):
                 jobs[int(info["pid"])] = info.get("pid_start")
         procs.kill_all(jobs, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while procs.still_running(jobs) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        procs.kill_all(procs.still_running(jobs), signal.SIGKILL)
-        deadline = time.monotonic() + grace
-        while procs.still_running(jobs) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        procs.kill_all(procs.wait_for(jobs, grace), signal.SIGKILL)
+        procs.wait_for(jobs, grace)
         self._running.clear()
         self._adopted.clear()
         self._pids.clear()

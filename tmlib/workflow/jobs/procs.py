@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -132,6 +133,15 @@ def tree(roots: Iterable[int]) -> dict[int, int | None]:
 def still_running(processes: Mapping[int, int | None]) -> dict[int, int | None]:
     """Those of `processes` (pid -> start time) that still run."""
     return {pid: start for pid, start in processes.items() if is_alive(pid, start)}
+
+
+def wait_for(processes: Mapping[int, int | None], timeout: float) -> dict[int, int | None]:
+    """Wait until `processes` (pid -> start time) ended, at most `timeout` seconds;
+    returns those still running."""
+    deadline = time.monotonic() + timeout
+    while (left := still_running(processes)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
 
 
 def kill_all(processes: Mapping[int, int | None], signum: int) -> None:
