@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from tmclient.base import HttpClient, TmClientError
+from tmlib.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,16 +76,24 @@ def _attachment_name(response: Any, default: str) -> str:
     return name or default
 
 
-def _stream_to_file(response: Any, target: Path) -> Path:
-    """Write a streamed response to `target` through a temporary name (no partial files)."""
+def _stream_to_file(response: Any, target: Path, progress: bool = False) -> Path:
+    """Write a streamed response to `target` through a temporary name (no partial files).
+
+    With `progress`, the bytes received are shown on a terminal as they come.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
+    length = response.headers.get("Content-Length", "")
+    bar = Progress("download", 1, int(length) if length.isdigit() else None, enabled=progress)
     try:
         with open(tmp, "wb") as fh:
             for chunk in response.iter_content(chunk_size=1 << 16):
                 fh.write(chunk)
+                bar.advance(0, len(chunk))
         os.replace(tmp, target)
+        bar.advance(1)
     finally:
+        bar.close()
         response.close()
         tmp.unlink(missing_ok=True)
     return target
@@ -349,6 +358,7 @@ class TmClient(HttpClient):
         retry: int = 5,
         convert: str | None = None,
         delete_after_upload: bool = False,
+        progress: bool = False,
     ) -> list[str]:
         """Upload the microscope files of a directory (or one file), resumably.
 
@@ -373,6 +383,8 @@ class TmClient(HttpClient):
             Convert image files to this format first (pixel values kept).
         delete_after_upload : bool
             Delete each local file once the server has it.
+        progress : bool
+            Show files, bytes, rate and time left on a terminal (stderr).
 
         Returns
         -------
@@ -440,6 +452,8 @@ class TmClient(HttpClient):
 
             errors: dict[str, BaseException] = {}
             refused: dict[str, BaseException] = {}
+            sizes = {name: sends[name].stat().st_size for name in todo}
+            bar = Progress("upload", len(todo), sum(sizes.values()), enabled=progress)
             for attempt in range(retry + 1):
                 if not todo:
                     break
@@ -455,9 +469,11 @@ class TmClient(HttpClient):
                         continue
                     logger.debug("%s: %s", name, message)
                     uploaded.append(name)
+                    bar.advance(1, sizes[name])
                     if delete_after_upload:
                         originals[name].unlink(missing_ok=True)
                 todo = sorted(errors)
+            bar.close()
             failed = {**refused, **errors}
             if failed:
                 name, err = next(iter(failed.items()))
@@ -576,8 +592,12 @@ class TmClient(HttpClient):
         correct: bool = True,
         align: bool = False,
         directory: str | os.PathLike | None = None,
+        progress: bool = False,
     ) -> Path:
-        """Save one site's channel image as PNG in `directory`; returns its path."""
+        """Save one site's channel image as PNG in `directory`; returns its path.
+
+        With `progress`, the bytes received are shown on a terminal.
+        """
         response = self._channel_image_response(
             channel_name, plate_name, well_name, well_pos_y, well_pos_x,
             cycle_index, tpoint, zplane, correct, align, stream=True,
@@ -587,7 +607,8 @@ class TmClient(HttpClient):
             f"_x{int(well_pos_x):03d}_z{int(zplane):03d}_t{int(tpoint):03d}_{channel_name}.png"
         )
         name = _attachment_name(response, default)
-        return _stream_to_file(response, Path(directory or tempfile.gettempdir()) / name)
+        target = Path(directory or tempfile.gettempdir()) / name
+        return _stream_to_file(response, target, progress)
 
     # -- object types, objects, segmentations ------------------------------------------
 
@@ -889,10 +910,39 @@ class TmClient(HttpClient):
         site = (plate_name, well_name, well_pos_y, well_pos_x, tpoint)
         return self._read_csv(self._csv_response("metadata", mapobject_type_name, *site))
 
+    def download_object_feature_values(
+        self,
+        mapobject_type_name: str | None = None,
+        plate_name: str | None = None,
+        well_name: str | None = None,
+        well_pos_y: int | None = None,
+        well_pos_x: int | None = None,
+        tpoint: int | None = None,
+        *,
+        mapobject_type: str | None = None,
+    ) -> pd.DataFrame:
+        """:meth:`download_feature_values` under the user guide's name.
+
+        The guide calls it as ``download_object_feature_values(mapobject_type='Cells')``:
+        ``mapobject_type`` is accepted for `mapobject_type_name`.
+        """
+        name = mapobject_type_name if mapobject_type_name is not None else mapobject_type
+        if name is None:
+            raise InputError("download_object_feature_values needs the object type's name")
+        site = (plate_name, well_name, well_pos_y, well_pos_x, tpoint)
+        return self.download_feature_values(name, *site)
+
     def download_feature_values_and_metadata_files(
-        self, mapobject_type_name: str, directory: str | os.PathLike, parallel: int = 1
+        self,
+        mapobject_type_name: str,
+        directory: str | os.PathLike,
+        parallel: int = 1,
+        progress: bool = False,
     ) -> list[Path]:
-        """Save feature values and metadata as two CSV files per well; returns the paths."""
+        """Save feature values and metadata as two CSV files per well; returns the paths.
+
+        With `progress`, the files and bytes done are shown on a terminal.
+        """
         folder = Path(directory).expanduser()
         folder.mkdir(parents=True, exist_ok=True)
         jobs = [
@@ -913,12 +963,14 @@ class TmClient(HttpClient):
             return _stream_to_file(response, folder / _attachment_name(response, default))
 
         paths = []
-        for job, path, err in self._parallel(fetch, jobs, parallel):
-            if err is not None:
-                raise TmClientError(
-                    getattr(err, "status_code", None), f"{job[0]} of well {job[2]}: {err}"
-                ) from err
-            paths.append(path)
+        with Progress("download", len(jobs), enabled=progress) as bar:
+            for job, path, err in self._parallel(fetch, jobs, parallel):
+                if err is not None:
+                    raise TmClientError(
+                        getattr(err, "status_code", None), f"{job[0]} of well {job[2]}: {err}"
+                    ) from err
+                paths.append(path)
+                bar.advance(1, path.stat().st_size)
         return sorted(paths)
 
     def upload_feature_values(

@@ -19,7 +19,9 @@ import click
 from tmclient.api import CONVERT_FORMATS, InputError, TmClient
 from tmclient.auth import load_password, password_file
 from tmclient.base import TmClientError
+from tmlib.cli.aliases import UnderscoreCommand
 from tmlib.cli.base import EXIT_FAILED, EXIT_USAGE, Program, fail, handle_errors, verbosity_option
+from tmlib.progress import quiet_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,11 +129,14 @@ def client_errors(f: F) -> F:
 
 
 def command(group: click.Group, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
-    """A sub-command of `group` with -v and the error handling."""
+    """A sub-command of `group` with -v, -q and the error handling.
+
+    Its options also parse in the original's underscore spellings (``--plate_format``).
+    """
 
     def decorate(f: F) -> F:
-        return group.command(name, context_settings=_CONTEXT, **kwargs)(
-            verbosity_option(client_errors(f))
+        return group.command(name, cls=UnderscoreCommand, context_settings=_CONTEXT, **kwargs)(
+            quiet_option(verbosity_option(client_errors(f)))
         )
 
     return decorate
@@ -246,6 +251,7 @@ traceback. The server's default port is {DEFAULT_PORT}; port 443 means HTTPS."""
     help="Password [env: TM_PASSWORD; else ~/.tm_pass; else asked for].",
 )  # fmt: skip
 @verbosity_option
+@quiet_option
 @click.pass_context
 def main(ctx: click.Context, host: str, port: int, user: str | None, password: str | None) -> None:
     """Work with the experiments on a TissueMAPS server: create them, upload
@@ -535,7 +541,7 @@ def microscope_file_ls(plate_name: str, acquisition_name: str) -> None:
 @command(microscope_file, "upload")
 @_plate
 @_acquisition
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--parallel", default=1, show_default=True, type=click.IntRange(1, 64),
     help="Files sent at the same time.",
@@ -550,25 +556,33 @@ def microscope_file_ls(plate_name: str, acquisition_name: str) -> None:
     help="Convert image files to this format before sending (pixel values kept).",
 )  # fmt: skip
 @click.option("--delete", is_flag=True, help="Delete each local file once it is uploaded.")
-@click.option("--directory", default=None, hidden=True, help="Deprecated; ignored.")
+@click.option(
+    "--directory", default=None, hidden=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The original's spelling of PATH (the user guide's '--directory DIR').",
+)  # fmt: skip
 def microscope_file_upload(
     plate_name: str,
     acquisition_name: str,
-    path: Path,
+    path: Path | None,
     parallel: int,
     retries: int,
     no_retry: bool,
     convert: str | None,
     delete: bool,
-    directory: str | None,
+    directory: Path | None,
 ) -> None:
     """Upload the files of directory PATH (or the one file PATH).
 
     All names are registered first; only files the server does not have
-    yet are sent. Prints the number of files sent.
+    yet are sent. Prints the number of files sent. On a terminal a bar
+    shows the files and bytes sent, the rate and the time left (-q: none).
     """
-    if directory is not None:
-        logging.getLogger(PROGRAM).warning("--directory is deprecated and ignored")
+    if path is not None and directory is not None and path != directory:
+        raise InputError("give the directory once: PATH or --directory DIR")
+    path = path or directory
+    if path is None:
+        raise InputError("missing the directory to upload: give PATH (or --directory DIR)")
     sent = get_client().upload_microscope_files(
         plate_name,
         acquisition_name,
@@ -577,6 +591,7 @@ def microscope_file_upload(
         retry=0 if no_retry else retries,
         convert=convert,
         delete_after_upload=delete,
+        progress=True,
     )
     click.echo(f"{len(sent)} files uploaded")
 
@@ -786,9 +801,12 @@ def feature_values() -> None:
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Downloads at the same time.")  # fmt: skip
 def feature_values_download(object_type: str, directory: Path, parallel: int) -> None:
-    """Write <..>_feature-values.csv and <..>_metadata.csv per well; prints the paths."""
+    """Write <..>_feature-values.csv and <..>_metadata.csv per well; prints the paths.
+
+    On a terminal a bar shows the files done, the bytes, the rate and the time left.
+    """
     paths = get_client().download_feature_values_and_metadata_files(
-        object_type, directory, parallel
+        object_type, directory, parallel, progress=True
     )
     for path in paths:
         click.echo(path)
@@ -913,7 +931,7 @@ def channel_image_download(
     """Save one site's channel image as a PNG; prints its path."""
     path = get_client().download_channel_image_file(
         channel_name, plate_name, well_name, well_pos_y, well_pos_x, cycle_index, tpoint,
-        zplane, correct, align, directory,
+        zplane, correct, align, directory, progress=True,
     )  # fmt: skip
     click.echo(path)
 

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -30,6 +30,9 @@ from tmlib.models.session import (
     main_engine,
     new_experiment_database,
 )
+
+if TYPE_CHECKING:
+    from tmlib.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -450,6 +453,10 @@ def _place(source: Path, target: Path, copy: bool) -> None:
         raise
 
 
+def _size_of(directory: Path, names: list[str]) -> int:
+    return sum((directory / name).stat().st_size for name in names)
+
+
 def source_link_name(directory: Path) -> str:
     """Name of the link to a source directory: its base name and a hash of its path.
 
@@ -468,6 +475,7 @@ def register_files(
     copy: bool = False,
     user: str | None = None,
     db_url: str | None = None,
+    progress: Progress | None = None,
 ) -> Registration:
     """Register the microscope files in `source` with an acquisition.
 
@@ -476,6 +484,8 @@ def register_files(
     symlinked once into ``<acquisition>/sources/`` and the files are found
     through that link; with `copy` each file is copied into the acquisition.
     Names registered before are left alone, so running it twice adds nothing.
+    `progress` (a :class:`tmlib.progress.Progress`) counts the files, and with
+    `copy` the bytes, as they are done.
 
     Raises
     ------
@@ -506,6 +516,9 @@ def register_files(
             )
         for name in result.images + result.metadata:
             check_name_length(name)
+        if progress is not None:
+            found = result.images + result.metadata
+            progress.set_total(len(found), _size_of(source, found) if copy else None)
 
         link: str | None = None
         created: list[Path] = []
@@ -526,6 +539,9 @@ def register_files(
                 )
                 new = [n for n in names if n not in known]
                 result.known.extend(n for n in names if n in known)
+                if progress is not None:  # files registered before, and links, are done now
+                    done = [n for n in names if n in known] if copy else names
+                    progress.advance(len(done), _size_of(source, done) if copy else 0)
                 names[:] = new
                 if copy and new:
                     Path(directory).mkdir(parents=True, exist_ok=True)
@@ -533,6 +549,8 @@ def register_files(
                         target = Path(directory) / name
                         _place(source / name, target, copy=True)
                         created.append(target)
+                        if progress is not None:
+                            progress.advance(1, target.stat().st_size)
                 if new:
                     rows = [
                         {"name": n, "status": "COMPLETE", "source": link, "acquisition_id": acq.id}

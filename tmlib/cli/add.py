@@ -8,6 +8,7 @@ from tmlib import registry
 from tmlib.cli.base import Program, handle_errors, verbosity_option
 from tmlib.microscopes import MICROSCOPE_TYPES
 from tmlib.models.experiment import ACQUISITION_MODES, WORKFLOW_TYPES
+from tmlib.progress import Progress, quiet_option
 
 _EXPERIMENT = click.option("-e", "--experiment", required=True, help="Experiment name or id.")
 _OWNER = click.option(
@@ -162,6 +163,7 @@ def acquisition(
 )
 @_OWNER
 @verbosity_option
+@quiet_option
 @handle_errors
 def files(
     experiment: str, plate: str, acquisition: str, source: str, copy: bool, user: str | None
@@ -173,8 +175,12 @@ def files(
     .mlf/.mrf metadata). Each is symlinked (or copied with --copy) into the
     acquisition's directory. Names registered before are left alone, so running
     this twice on one directory adds nothing. Other files are listed as skipped.
+    On a terminal a bar shows the files (and with --copy the bytes) done (-q: none).
     """
-    result = registry.register_files(experiment, plate, acquisition, source, copy=copy, user=user)
+    with Progress("register", unit="file") as progress:
+        result = registry.register_files(
+            experiment, plate, acquisition, source, copy=copy, user=user, progress=progress
+        )
     click.echo(
         f"registered {len(result.images)} image and {len(result.metadata)} metadata files; "
         f"{len(result.known)} known before; {len(result.skipped)} skipped"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from tmlib.cli.base import Program, handle_errors, verbosity_option
+from tmlib.progress import Progress
 from tmlib.simulate import WRITERS, PlateSpec, SimulationSummary, check_plate, simulate_plate
 from tmlib.simulate.multiplex import (
     DEFAULT_MAX_SHIFT,
@@ -283,13 +283,8 @@ def plate(
     if quiet or total < _PROGRESS_FROM:
         summary = write()
     else:
-        with click.progressbar(
-            length=total,
-            label=f"writing {total} images",
-            file=sys.stderr,
-            update_min_steps=max(1, total // 400),
-        ) as bar:
-            summary = write(bar.update)
+        with Progress("writing", files=total, unit="image") as bar:
+            summary = write(lambda n: bar.advance(n))
     if not quiet:
         per_cycle = f"{cycles} cycles x " if multiplexing else ""
         click.echo(

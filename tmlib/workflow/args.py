@@ -162,12 +162,14 @@ class Argument:
         return [self.flag, str(value)]
 
     def click_option(self) -> Callable:
-        """A click option for this argument."""
+        """A click option for this argument (``--batch_size`` parses too, unshown)."""
+        from tmlib.cli.aliases import UnderscoreOption
+
         names = [self.flag] + ([self.short] if self.short else [])
         if self.type is bool:
             names = [f"{self.flag}/--no-{self.flag[2:]}"] + ([self.short] if self.short else [])
             return click.option(*names, self.name, default=bool(self.default), help=self.help,
-                                show_default=True)  # fmt: skip
+                                show_default=True, cls=UnderscoreOption)  # fmt: skip
         kind: Any = click.Choice(self.choices) if self.choices else self.type
         low, high = self.range
         if self.type in (int, float) and not self.choices and (low, high) != (None, None):
@@ -181,6 +183,7 @@ class Argument:
             required=self.required,
             help=self.help,
             show_default=self.default is not None,
+            cls=UnderscoreOption,
         )
 
 
