@@ -19,10 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    event,
-    inspect,
 )
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tmlib.models.base import BigIdType, JSONType, MainModel, Timestamps
@@ -95,21 +92,6 @@ class User(Timestamps, MainModel):
 
     def __repr__(self) -> str:
         return f"<User(id={self.id}, name={self.name!r})>"
-
-
-@event.listens_for(MainModel.metadata, "after_create")
-def add_token_epoch_column_if_missing(_metadata: Any, connection: Connection, **_kw: Any) -> None:
-    """Add ``users.token_epoch`` to a database made before it existed.
-
-    Runs after every ``create_all`` of the main tables (first use of the main
-    engine in a process); a no-op once the column is there. Tokens issued
-    before the upgrade carry no epoch, so they stop working (log in again).
-    """
-    columns = {column["name"] for column in inspect(connection).get_columns("users")}
-    if "token_epoch" not in columns:
-        connection.exec_driver_sql(
-            "ALTER TABLE users ADD COLUMN token_epoch INTEGER NOT NULL DEFAULT 0"
-        )
 
 
 class LoginFailure(MainModel):

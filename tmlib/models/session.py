@@ -9,7 +9,9 @@ One code path for both databases:
   that deleting an experiment is deleting its directory and parallel jobs of
   different experiments never wait for each other's locks.
 
-Tables are created lazily on the first session of a process.
+Tables are created with the main database or the experiment, at the newest
+schema revision (:mod:`tmlib.migrations`); an engine checks the revision on
+its first use in a process.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from tmlib.config import load_settings
 from tmlib.errors import DatabaseError, NotFoundError, UserError
+from tmlib.migrations import EXPERIMENT_HEAD, SchemaRevisionError, check_experiment, stamp
 from tmlib.models.base import ExperimentModel, MainModel
 
 _lock = threading.Lock()
@@ -143,86 +145,44 @@ def _connect_error(url: str, err: Exception) -> DatabaseError:
 
 
 def main_engine(url: str | None = None) -> Engine:
-    """Engine of the main database, with its tables created.
+    """Engine of the main database, checked to be at this release's schema revision.
+
+    The check is made on the first use of a URL in a process (a new database
+    gets its tables then, stamped with the newest revision), not per session.
 
     Parameters
     ----------
     url : str, optional
         Database URL; default: the configured ``TMAPS_DB_URL``.
+
+    Raises
+    ------
+    tmlib.migrations.SchemaRevisionError
+        When the database is at another revision (``tm_admin upgrade``).
     """
     url = url or load_settings().db_url
     engine = get_engine(url)
     if url not in _ready:
         try:
-            MainModel.metadata.create_all(engine)
-            if engine.dialect.name == "sqlite":
-                _upgrade_to_autoincrement(engine)
+            _check_or_create_main(engine)
         except exc.OperationalError as err:
             raise _connect_error(url, err) from err
         _ready.add(url)
     return engine
 
 
-def _table_sql(cursor: sqlite3.Cursor, name: str) -> str:
-    found = cursor.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-    )
-    row = found.fetchone()
-    return row[0] if row else ""
+def _check_or_create_main(engine: Engine) -> None:
+    from tmlib import migrations
 
-
-def _upgrade_to_autoincrement(engine: Engine) -> None:
-    """Rebuild main tables of a SQLite database made before their ids were AUTOINCREMENT.
-
-    Without it SQLite hands out a deleted newest id again (see
-    ``tmlib.models.main.NEVER_REUSED``). Each such table is copied into one
-    made by the current model, in one transaction; from then on no id goes
-    back (ids freed before the upgrade cannot be known).
-    """
-    tables = [
-        t for t in MainModel.metadata.sorted_tables if t.dialect_options["sqlite"]["autoincrement"]
-    ]
-
-    def outdated(cursor: sqlite3.Cursor) -> list[sa.Table]:
-        return [t for t in tables if "AUTOINCREMENT" not in _table_sql(cursor, t.name).upper()]
-
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if not outdated(cursor):
+    with engine.connect() as conn:
+        if migrations.check_main(conn):
             return
-        cursor.execute("PRAGMA foreign_keys=OFF")  # only outside a transaction
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            for table in outdated(cursor):  # again: another process may have done it
-                _rebuild(cursor, table, engine.dialect)
-            if cursor.execute("PRAGMA foreign_key_check").fetchall():
-                raise DatabaseError("upgrading the main database broke its foreign keys")
-            cursor.execute("COMMIT")
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
-        finally:
-            cursor.execute("PRAGMA foreign_keys=ON")
-    finally:
-        raw.close()
-
-
-def _rebuild(cursor: sqlite3.Cursor, table: sa.Table, dialect: sa.Dialect) -> None:
-    from sqlalchemy.schema import CreateIndex, CreateTable
-
-    new = f"{table.name}__autoincrement"
-    ddl = str(CreateTable(table).compile(dialect=dialect)).strip()
-    head = f"CREATE TABLE {table.name} ("
-    assert ddl.startswith(head), ddl
-    cursor.execute(f'CREATE TABLE "{new}" (' + ddl[len(head) :])
-    present = {row[1] for row in cursor.execute(f'PRAGMA table_info("{table.name}")')}
-    columns = ", ".join(f'"{c.name}"' for c in table.columns if c.name in present)
-    cursor.execute(f'INSERT INTO "{new}" ({columns}) SELECT {columns} FROM "{table.name}"')
-    cursor.execute(f'DROP TABLE "{table.name}"')
-    cursor.execute(f'ALTER TABLE "{new}" RENAME TO "{table.name}"')
-    for index in table.indexes:
-        cursor.execute(str(CreateIndex(index).compile(dialect=dialect)))
+    with engine.begin() as conn:
+        migrations.lock_for_schema_change(conn, "the main database")
+        if migrations.check_main(conn):  # another process made it meanwhile
+            return
+        MainModel.metadata.create_all(conn)
+        migrations.stamp(conn, migrations.MAIN_HEAD)
 
 
 def experiment_schema(experiment_id: int) -> str:
@@ -301,9 +261,9 @@ def forget_experiment_engine(experiment_id: int, url: str | None = None) -> None
 def experiment_engine(experiment_id: int, url: str | None = None) -> Engine:
     """Engine for the tables of one experiment, made on first use in a process.
 
-    It never creates the experiment's schema or file (only
-    :func:`new_experiment_database` does), only tables added to the models
-    since. A cached SQLite engine is checked on every call against the file
+    It never creates the experiment's schema, file or tables (only
+    :func:`new_experiment_database` does); it checks once that they are at
+    this release's schema revision. A cached SQLite engine is checked on every call against the file
     it was made for (one ``stat``): when the file is gone or is another one it
     is dropped. On PostgreSQL the schema's name is the identity: ids are never
     reused and nothing but :func:`new_experiment_database` creates a schema,
@@ -316,6 +276,8 @@ def experiment_engine(experiment_id: int, url: str | None = None) -> Engine:
     NotFoundError
         When no experiment reference with that id exists, or its tables are
         gone (the experiment is being deleted).
+    tmlib.migrations.SchemaRevisionError
+        When its tables are at another revision (``tm_admin upgrade``).
     """
     url = url or load_settings().db_url
     key = (url, int(experiment_id))
@@ -339,15 +301,14 @@ def experiment_engine(experiment_id: int, url: str | None = None) -> Engine:
         with cached.engine.begin() as conn:
             if base.dialect.name == "postgresql" and not _schema_exists(conn, schema):
                 raise _gone(experiment_id)
-            # tables added to the models since the experiment was made
-            ExperimentModel.metadata.create_all(conn)
+            check_experiment(conn, experiment_id, schema if cached.path is None else None)
     except exc.DBAPIError as err:
         if cached.path is not None:
             cached.engine.dispose()
         if not _reference_exists(url, experiment_id) or not cached.current():
             raise _gone(experiment_id) from err
         raise
-    except NotFoundError:
+    except (NotFoundError, SchemaRevisionError):
         if cached.path is not None:
             cached.engine.dispose()
         raise
@@ -388,12 +349,14 @@ def new_experiment_database(
         main_connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
         conn = main_connection.execution_options(schema_translate_map={None: schema})
         ExperimentModel.metadata.create_all(conn)
+        stamp(conn, EXPERIMENT_HEAD, schema)
         yield conn
         return
     engine = _sqlite_file_engine(experiment_db_path(location), create=True)
     try:
         with engine.begin() as conn:
             ExperimentModel.metadata.create_all(conn)
+            stamp(conn, EXPERIMENT_HEAD)
             yield conn
     finally:
         engine.dispose()

@@ -1,0 +1,7 @@
+"""Alembic's entry point for the main history: see ``tmlib.migrations.upgrade.run_env``."""
+
+from alembic import context
+
+from tmlib.migrations.upgrade import run_env
+
+run_env(context)
