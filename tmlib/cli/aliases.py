@@ -10,7 +10,7 @@ and both work.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import click
@@ -43,11 +43,26 @@ def _with_spellings(option: click.Parameter) -> Iterator[None]:
 
 
 class UnderscoreOption(click.Option):
-    """A click option that also parses its underscore spelling (not shown in help)."""
+    """A click option that also parses its underscore spelling (not shown in help).
+
+    Parameters
+    ----------
+    aliases : sequence of str
+        Further hidden spellings, e.g. the original's ``--verbosity`` for ``--verbose``.
+    """
+
+    def __init__(self, *args: Any, aliases: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aliases = tuple(aliases)
 
     def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
-        with _with_spellings(self):
-            super().add_to_parser(parser, ctx)
+        saved = self.opts
+        self.opts = [*self.opts, *(a for a in self.aliases if a not in self.opts)]
+        try:
+            with _with_spellings(self):
+                super().add_to_parser(parser, ctx)
+        finally:
+            self.opts = saved
 
 
 class UnderscoreCommand(click.Command):

@@ -84,6 +84,7 @@ def configure_logging(verbosity: int) -> None:
 
 def verbosity_option(f: F) -> F:
     """A counted ``-v/--verbose`` option stored in ``ctx.obj['verbosity']``."""
+    from tmlib.cli.aliases import UnderscoreOption
 
     def callback(ctx: click.Context, _param: click.Parameter, value: int) -> int:
         ctx.ensure_object(dict)
@@ -99,6 +100,8 @@ def verbosity_option(f: F) -> F:
         is_eager=True,
         callback=callback,
         help="Say more: -v for progress messages, -vv for debug messages and tracebacks.",
+        cls=UnderscoreOption,
+        aliases=("--verbosity",),  # the original's spelling (its user guide)
     )(f)
 
 

@@ -165,7 +165,9 @@ def _checked(experiment_id: int, project: Any):
     """A temporary directory with the project written and checked; removed afterwards."""
     pipeline, handles = _check_shape(project)
     location = project_location(experiment_id)
-    channels = channel_names(experiment_id)
+    # before metaconfig there are no channels to check against (the user guide uploads
+    # the project before submitting the workflow): jterator init checks them then
+    channels = channel_names(experiment_id) or None
     # outside the experiment: checking needs only read access and must not write there
     tmp = Path(tempfile.mkdtemp(prefix="jterator-edit-")) / "project"
     try:
