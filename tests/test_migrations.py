@@ -7,6 +7,7 @@ made by that release; see its ``generate.py``).
 from __future__ import annotations
 
 import importlib.util
+import re
 import sqlite3
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from tmlib.migrations import upgrade as migrate
 from tmlib.models.session import dispose_engines, experiment_schema, get_engine, main_engine
 
 FIXTURES = Path(__file__).parent / "fixtures" / "release_0_1"
-#: the source link tm_add made in the fixture's acquisition
-SOURCE_LINK = "plates/plate_1/acquisitions/acquisition_1/sources/plate-3537691c46"
+#: where tm_add linked the plate's directory into the fixture's acquisition
+SOURCES = "plates/plate_1/acquisitions/acquisition_1/sources"
 UPGRADE_HINT = "run `tm_admin upgrade`"
 
 
@@ -50,7 +51,9 @@ def load_release_0_1(env: Env, plate: Path) -> None:
         return dump.replace("@ROOT@", str(env.home)).replace("@PLATE@", str(plate))
 
     location = env.storage_home / "experiment_1"
-    link = location / SOURCE_LINK
+    dump = "sqlite_experiment.sql" if env.dialect == "sqlite" else "postgresql.sql"
+    source = re.search(r"'(plate-[0-9a-f]+)'", (FIXTURES / dump).read_text())
+    link = location / SOURCES / source.group(1)
     link.parent.mkdir(parents=True)
     link.symlink_to(plate, target_is_directory=True)
     if env.dialect == "sqlite":
@@ -93,6 +96,11 @@ def test_the_heads_named_in_the_code_are_those_of_the_scripts() -> None:
     assert migrate.script_head("experiment") == EXPERIMENT_HEAD
 
 
+def _default(default: str | None, schema: str | None) -> str | None:
+    """A column default with the schema's name left out (sequences are named by it)."""
+    return default.replace(f"{schema}.", "") if default and schema else default
+
+
 def _schema(conn: sa.Connection, schema: str | None) -> dict[str, object]:
     """Everything about the tables of `schema` that the models decide."""
     inspector = sa.inspect(conn)
@@ -100,7 +108,7 @@ def _schema(conn: sa.Connection, schema: str | None) -> dict[str, object]:
     for table in inspector.get_table_names(schema=schema):
         found[table] = (
             [
-                (c["name"], str(c["type"]), c["nullable"], c["default"])
+                (c["name"], str(c["type"]), c["nullable"], _default(c["default"], schema))
                 for c in inspector.get_columns(table, schema=schema)
             ],
             inspector.get_pk_constraint(table, schema=schema)["constrained_columns"],

@@ -117,6 +117,9 @@ def test_database_made_before_token_epochs_gains_the_column(tmaps, monkeypatch):
             "created_at TIMESTAMP, updated_at TIMESTAMP)"
         )
     engine.dispose()
+    from tmlib.migrations.upgrade import upgrade_all
+
+    upgrade_all(tmaps.db_url)  # what `tm_admin upgrade` does
     registry.add_user("old", "secret", "old@example.org")
     client = _app().test_client()
     token = _login(client, "old").get_json()["access_token"]

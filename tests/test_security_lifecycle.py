@@ -173,9 +173,12 @@ def test_an_older_sqlite_database_is_upgraded_to_never_reuse_ids(tmaps, monkeypa
             {"id": 1, "name": "e", "root_directory": "/nowhere", "user_id": 2},
         )
     engine.dispose()
+    from tmlib.migrations.upgrade import upgrade_all
+
+    upgrade_all(tmaps.db_url)  # what `tm_admin upgrade` does
 
     assert_never_reused = test_id_columns_use_autoincrement_or_a_sequence
-    assert_never_reused(tmaps)  # main_engine upgraded the tables
+    assert_never_reused(tmaps)  # the upgrade rebuilt the tables
     with tm.utils.MainSession() as session:
         assert session.scalars(sa.select(tm.User.name).order_by(tm.User.id)).all() == [
             "u1",
