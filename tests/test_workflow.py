@@ -555,7 +555,7 @@ def test_default_description_round_trips() -> None:
     parsed = WorkflowDescription.from_dict(short)
     steps = parsed.stages[0].steps
     assert steps[0].batch_args == {"batch_size": 5}
-    assert steps[2].batch_args["batch_size"] == 100
+    assert steps[2].batch_args["batch_size"] is None  # automatic (tmlib.workflow.step)
     assert steps[2].submission_args["memory"] == 1000
 
 

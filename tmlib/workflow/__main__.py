@@ -2,14 +2,37 @@
 
 import sys
 
+import numpy  # noqa: F401 - what every job uses, imported once by the spawner
 from sqlalchemy.orm import configure_mappers
 
+import tmlib.models  # noqa: F401
 import tmlib.workflow.steps  # noqa: F401 - registers the steps
 from tmlib.workflow.step import get_step
 
 # Importing this module is what the local backend's spawner preloads: configure
 # the ORM here, once, so forked jobs do not spend ~0.25 s each doing it again.
 configure_mappers()
+
+
+#: (step, experiment) pairs whose imports :func:`prepare` made
+_warm: set[tuple[str, str]] = set()
+
+
+def prepare(argv: list[str]) -> None:
+    """In the local backend's job spawner, before it forks the job `argv`: the
+    step's :meth:`~tmlib.workflow.step.Step.warm_up`, once per step and experiment."""
+    words = [w for w in argv if not w.startswith("-")]
+    if len(words) < 2 or not words[1].isdigit() or (words[0], words[1]) in _warm:
+        return
+    from tmlib.models.session import dispose_engines
+
+    try:
+        get_step(words[0])(int(words[1])).warm_up()
+        _warm.add((words[0], words[1]))
+    except Exception:  # noqa: BLE001 - the job itself reports what is wrong
+        pass
+    finally:
+        dispose_engines()  # forked jobs must not share this process's connections
 
 
 def run(argv: list[str]) -> int:

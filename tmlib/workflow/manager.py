@@ -53,6 +53,27 @@ class SubmissionRunningError(InvalidInputError, AlreadyExistsError):
     """
 
 
+#: the backend :func:`prestart_backend` made, until :func:`make_backend` hands it out,
+#: with the environment its job spawner started with
+_prestarted: list[tuple[Backend, dict[str, str]]] = []
+
+
+def _environment() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def prestart_backend() -> None:
+    """Make the configured backend now, for the next :func:`make_backend` of this process.
+
+    A program that will submit calls it first thing: the local backend's job
+    spawner then imports what the jobs need (about 2 s of CPU) while this
+    process reads the description and stores the job tree, instead of after.
+    Does nothing when one is waiting already or the backend is not the local one.
+    """
+    if not _prestarted and load_settings().backend == "local":
+        _prestarted.append((make_backend(), _environment()))
+
+
 def make_backend(name: str | None = None, cores: int | None = None) -> Backend:
     """The configured job backend (``TMAPS_BACKEND``, ``TMAPS_CORES``).
 
@@ -63,6 +84,16 @@ def make_backend(name: str | None = None, cores: int | None = None) -> Backend:
     """
     settings = load_settings()
     name = name or settings.backend
+    if _prestarted:
+        backend, environment = _prestarted.pop()
+        # its spawner's jobs see the environment of then: only if nothing changed since
+        if (
+            name == "local"
+            and backend.cores == (cores or settings.cores)
+            and (environment == _environment())
+        ):
+            return backend
+        backend.close()
     if name == "local":
         return LocalBackend(cores or settings.cores, preload=(COMMAND_PREFIX, ENTRY_POINT))
     if name == "slurm":
@@ -531,6 +562,8 @@ def submit_workflow(
     SubmissionRunningError
         When a workflow submission of the experiment is still running.
     """
+    if backend is None:
+        prestart_backend()
     tree = _workflow_tree(experiment_id, description, start_stage, verbosity)
     return _start(experiment_id, "workflow", tree, backend)
 
@@ -625,6 +658,8 @@ def submit_step(
     """Submit the run (and collect) jobs of a step whose init was run by hand."""
     step = get_step(step_name)(experiment_id)
     step.run_job_ids()  # fails early when init has not been run
+    if backend is None:
+        prestart_backend()
     tree = step_tree(step, None, submission_args, verbosity)
     return _start(experiment_id, step_name, tree, backend)
 
@@ -672,6 +707,8 @@ def resume(experiment_id: int, program: str = "workflow", backend: Backend | Non
     SubmissionRunningError
         When that submission's engine is still running.
     """
+    if backend is None:
+        prestart_backend()
     with tm.utils.MainSession() as session:
         submission_id = last_submission(session, experiment_id, program).id
     return resume_submission(submission_id, backend)

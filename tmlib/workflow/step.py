@@ -10,6 +10,10 @@ running it once.
 from __future__ import annotations
 
 import abc
+import ast
+import functools
+import importlib
+import importlib.util
 import json
 import logging
 import shutil
@@ -61,6 +65,64 @@ def get_step(name: str) -> type[Step]:
         raise InvalidInputError(f"unknown step {name!r}; known steps: {', '.join(STEPS)}") from None
 
 
+#: end of the help of every step's ``--batch-size``
+AUTO_BATCH_HELP = (
+    " [default: automatic: about two run jobs per core of the backend (TMAPS_CORES), "
+    "and at least one per core]"
+)
+
+#: run jobs per job slot that automatic batch sizes aim at: with two, a job that
+#: runs long leaves a core idle for half as long as with one
+JOBS_PER_SLOT = 2
+
+
+def job_slots() -> int:
+    """How many run jobs the configured backend runs at once.
+
+    Local backend: ``TMAPS_CORES`` (default: all cores of this machine). SLURM
+    and Grid Engine: ``TMAPS_SLURM_MAX_RUNNING`` when set (the most tasks of an
+    array that run at once), else ``TMAPS_CORES``: on a cluster, set it to the
+    cores your jobs may use together. Read from the settings, so that an init
+    job on a cluster node sees what the submitting machine sees.
+    """
+    from tmlib.config import load_settings
+
+    settings = load_settings()
+    if settings.backend != "local" and settings.slurm_max_running:
+        return max(1, settings.slurm_max_running)
+    return max(1, settings.cores)
+
+
+def auto_batch_size(
+    n_items: int,
+    slots: int,
+    minimum: int = 1,
+    maximum: int = arguments.MAX_BATCH_SIZE,
+    per_slot: int = JOBS_PER_SLOT,
+) -> int:
+    """Items per run job when the batch size is not given.
+
+    About `per_slot` jobs per slot, each of `minimum` to `maximum` items; but
+    never fewer jobs than `slots` while there are at least that many items (a
+    small plate keeps every core busy; a large one gets no tiny jobs).
+
+    Examples
+    --------
+    >>> auto_batch_size(8, 2)  # 2 wells x 4 sites on 2 cores: 4 jobs
+    2
+    >>> auto_batch_size(8, 2, minimum=10)  # at least one job per core
+    4
+    >>> auto_batch_size(100_000, 2, maximum=100)
+    100
+    """
+    n_items, slots = max(0, int(n_items)), max(1, int(slots))
+    size = -(-n_items // (max(1, per_slot) * slots))
+    size = min(max(size, minimum), maximum)
+    if n_items >= slots:
+        size = min(size, n_items // slots)  # ceil(n / size) >= slots
+    return max(1, size)
+
+
 def job_name(step: str, phase: str, job_id: int = 1) -> str:
     """``<step>_<phase>_<7-digit id>``, e.g. ``imextract_run_0000003``."""
     return f"{step}_{phase}_{job_id:07d}"
@@ -86,6 +148,10 @@ class Step(abc.ABC):
     has_collect: ClassVar[bool] = False
     #: steps whose output this step reads
     requires: ClassVar[tuple[str, ...]] = ()
+    #: (fewest, most) items per run job of an automatic batch size
+    auto_batch: ClassVar[tuple[int, int]] = (1, 100)
+    #: run jobs per job slot of an automatic batch size
+    jobs_per_slot: ClassVar[int] = JOBS_PER_SLOT
 
     def __init__(self, experiment_id: int) -> None:
         self.experiment_id = int(experiment_id)
@@ -144,6 +210,23 @@ class Step(abc.ABC):
         (:func:`tmlib.storage.temporary_file`); swept for what killed jobs left there."""
         return []
 
+    def warm_up(self) -> None:
+        """Import what this step's jobs import late (by default: every module its
+        own module imports, in functions or through ``lazy_import`` too).
+
+        The local backend's job spawner calls it once per step and experiment
+        before it forks the step's first job, so that its jobs share those
+        imports instead of each spending a second or so on them. It must not
+        write anything; a module that fails to import is left out (the job
+        reports the error).
+        """
+        modules = [c.__module__ for c in type(self).__mro__ if c.__module__.startswith("tmlib.")]
+        for name in dict.fromkeys(n for m in modules for n in imported_modules(m)):
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001, S112 - the job reports it
+                continue
+
     def remove_stale_temporaries(self, everything: bool = False) -> int:
         """Remove the temporary files that killed jobs of this step left behind
         (with `everything`, all of them: no job of the step may run then)."""
@@ -153,6 +236,26 @@ class Step(abc.ABC):
 
     def parse_args(self, values: dict[str, Any]) -> dict[str, Any]:
         return arguments.parse(self.batch_args, values)
+
+    def batch_size(self, args: dict[str, Any], n_items: int) -> int:
+        """``args["batch_size"]`` when given, else :func:`auto_batch_size` of `n_items`
+        for the backend's :func:`job_slots` and the step's :attr:`auto_batch`.
+
+        Raises
+        ------
+        InvalidInputError
+            When a given batch size is less than 1.
+        """
+        given = args.get("batch_size")
+        if given is not None:
+            if given < 1:
+                raise InvalidInputError(f"batch_size must be at least 1, got {given}")
+            return int(given)
+        slots = job_slots()
+        size = auto_batch_size(n_items, slots, *self.auto_batch, per_slot=self.jobs_per_slot)
+        logger.info("%s: batch size %d for %d items on %d job slots", self.name, size,
+                    n_items, slots)  # fmt: skip
+        return size
 
     def init(self, values: dict[str, Any]) -> int:
         """Remove previous output and write the batches; returns the number of run jobs.
@@ -271,6 +374,39 @@ class Step(abc.ABC):
             COLLECT_RESOURCES,
             self.log_location,
         )
+
+
+@functools.cache
+def imported_modules(module: str) -> tuple[str, ...]:
+    """Absolute names of the modules that `module`'s source imports anywhere:
+    ``import x``, ``from x import y`` (x, and x.y, which may be a module) and
+    ``lazy_import("x")``, in the order they appear."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        return ()
+    names: list[str] = []
+    for node in ast.walk(ast.parse(Path(spec.origin).read_text())):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+            names.extend(f"{node.module}.{alias.name}" for alias in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", None) == "lazy_import"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.append(str(node.args[0].value))
+    # x.y of "from x import y" is imported only where it is a module
+    return tuple(n for n in dict.fromkeys(names) if _is_module(n))
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError, AttributeError):
+        return False
 
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:

@@ -12,8 +12,10 @@ it imports nothing but the standard library, for two reasons:
 With ``--preload MODULE:FUNCTION`` it imports that entry point once and runs
 ``"call"`` jobs by forking and calling ``FUNCTION(argv)`` in the child: no
 interpreter start-up and no imports per job (~1.3 s saved each for the step
-programs). Such a child starts with some of the spawner's pages resident; it
-reports that size before it runs the job, and it is subtracted from its peak.
+programs). Before it forks a job it calls the module's ``prepare(argv)``, if
+there is one, so that the imports a step's jobs make late are made once. Such
+a child starts with some of the spawner's pages resident; it reports that size
+before it runs the job, and it is subtracted from its peak.
 
 With ``--task MANIFEST INDEX`` it runs one job of a manifest and exits: that
 is what each task of a SLURM job array runs (:func:`task`).
@@ -32,16 +34,39 @@ import sys
 import time
 
 _entry = None  # the preloaded function of "call" jobs
+_prepare = None  # the preloaded module's prepare(argv), if any: runs here before each fork
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 _HOST = os.uname().nodename
 
 
 def _preload(spec):
-    global _entry
+    global _entry, _prepare
     import importlib
 
     module, function = spec.split(":")
-    _entry = getattr(importlib.import_module(module), function)
+    loaded = importlib.import_module(module)
+    _entry = getattr(loaded, function)
+    _prepare = getattr(loaded, "prepare", None)
+
+
+def _prepare_quietly(argv):
+    """The preloaded ``prepare(argv)``: imports shared by this and later jobs of a
+    step. Silent (stdout is the engine's pipe) and never failing: the job itself
+    reports what is wrong."""
+    import io
+    import warnings
+
+    sink = io.StringIO()
+    try:
+        with (
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            _prepare(argv)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _resident_kb():
@@ -150,6 +175,8 @@ def main():
                     line, buffer = buffer.split(b"\n", 1)
                     msg = json.loads(line)
                     if msg["op"] in ("start", "call"):
+                        if msg["op"] == "call" and _prepare is not None:
+                            _prepare_quietly(msg["argv"])
                         pid, baseline_kb = _start(msg)
                         jobs[pid] = (msg["name"], msg["exit"], time.time(), baseline_kb)
                         pids[msg["name"]] = pid

@@ -33,7 +33,7 @@ from tmlib.errors import InvalidInputError
 from tmlib.illumination import Correction
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
-from tmlib.workflow.step import Step, chunks, register_step
+from tmlib.workflow.step import AUTO_BATCH_HELP, Step, chunks, register_step
 
 #: rows per INSERT/UPDATE statement in the collect transaction
 _CHUNK = 5000
@@ -69,12 +69,13 @@ class Align(Step):
     )
     requires = ("imextract",)
     has_collect = True
+    auto_batch = (4, 100)
     batch_args = (
         Argument("ref_cycle", int, 0, "Index of the reference cycle (from 0).", short="-c"),
         Argument("ref_wavelength", str, None, "Wavelength (channel name without the cycle "
                  "prefix) imaged in every cycle, e.g. the nuclear stain [default: the first, "
                  "in sorted order, that every cycle has].", short="-w"),
-        Argument("batch_size", int, 100, "Sites per run job.", short="-b"),
+        Argument("batch_size", int, None, "Sites per run job" + AUTO_BATCH_HELP, short="-b"),
         Argument("illumcorr", bool, False, "Correct illumination (corilla statistics) before "
                  "registering.", short="-i"),
         Argument("robust_align", bool, False, "Clip each image at --clip-percent before "
@@ -93,7 +94,7 @@ class Align(Step):
     # --------------------------------------------------------------------- init
 
     def create_run_batches(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        if args["batch_size"] < 1:
+        if args["batch_size"] is not None and args["batch_size"] < 1:
             raise InvalidInputError(f"batch_size must be at least 1, got {args['batch_size']}")
         if not 0 < args["rescale_percentile"] <= 100:
             raise InvalidInputError(
@@ -187,7 +188,9 @@ class Align(Step):
             "robust_align": args["robust_align"],
             "rescale_percentile": args["rescale_percentile"],
         }
-        return [{**common, "sites": chunk} for chunk in chunks(sites, args["batch_size"])]
+        return [
+            {**common, "sites": chunk} for chunk in chunks(sites, self.batch_size(args, len(sites)))
+        ]
 
     def _common_wavelength(self, session: Session, n_cycles: int) -> str:
         """The first wavelength (sorted) that every cycle imaged."""

@@ -40,7 +40,7 @@ from tmlib.errors import InvalidInputError, NotFoundError
 from tmlib.illumination import IlluminationStats
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
-from tmlib.workflow.step import Step, chunks, register_step
+from tmlib.workflow.step import AUTO_BATCH_HELP, Step, chunks, register_step
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +68,14 @@ class Corilla(Step):
     )
     requires = ("imextract",)
     has_collect = True
+    auto_batch = (20, 500)  # adding an image to the statistics takes milliseconds
     batch_args = (
         Argument(
             "batch_size",
             int,
-            500,
+            None,
             "Images per run job; a channel's images are split over several jobs "
-            "(the result does not depend on it).",
+            "(the result does not depend on it)" + AUTO_BATCH_HELP,
             short="-b",
         ),
     )
@@ -90,7 +91,7 @@ class Corilla(Step):
     # ------------------------------------------------------------------- init
 
     def create_run_batches(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        if args["batch_size"] is None or args["batch_size"] < 1:
+        if args["batch_size"] is not None and args["batch_size"] < 1:
             raise InvalidInputError(f"batch_size must be at least 1, got {args['batch_size']}")
         with tm.utils.ExperimentSession(self.experiment_id) as session:
             channels = session.scalars(sa.select(tm.Channel).order_by(tm.Channel.id)).all()
@@ -107,6 +108,9 @@ class Corilla(Step):
             by_channel: dict[int, list[tuple[tm.ChannelImageFile, int, int]]] = defaultdict(list)
             for plane, height, width in rows:
                 by_channel[plane.channel_id].append((plane, height, width))
+            size = self.batch_size(
+                args, sum(min(len(by_channel[c.id]), MAX_IMAGES) for c in channels)
+            )
             batches = []
             for channel in channels:
                 planes = by_channel.get(channel.id, [])
@@ -118,7 +122,7 @@ class Corilla(Step):
                 shape = _one_shape(channel.name, planes)
                 used = _subset([p[0] for p in planes])
                 _check_extracted(channel.name, used)
-                parts = chunks([p.id for p in used], args["batch_size"])
+                parts = chunks([p.id for p in used], size)
                 batches.extend(
                     {
                         "channel_id": channel.id,

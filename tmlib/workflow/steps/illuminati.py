@@ -41,7 +41,7 @@ from tmlib.mosaic import Box, Mosaic, experiment_mosaic
 from tmlib.tiles import TileReader, TileWriter
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
-from tmlib.workflow.step import Step, register_step
+from tmlib.workflow.step import AUTO_BATCH_HELP, Step, job_slots, register_step
 
 #: largest block side in tiles: a block's canvas is (side * 256)² bytes (64 MB at 32)
 MAX_BLOCK_TILES = 32
@@ -71,9 +71,10 @@ class Illuminati(Step):
     description = "Builds zoomable image pyramids of every channel for the viewer."
     requires = ("imextract",)
     has_collect = True
+    auto_batch = (4, 100)
     batch_args = (
-        Argument("batch_size", int, 100, "About this many images per run job (the job's "
-                 "block of the mosaic covers that area).", short="-b"),
+        Argument("batch_size", int, None, "About this many images per run job (the job's "
+                 "block of the mosaic covers that area)" + AUTO_BATCH_HELP, short="-b"),
         Argument("align", bool, False, "Shift and crop images by the align step's shifts.",
                  short="-a"),
         Argument("illumcorr", bool, False, "Correct illumination with corilla's statistics.",
@@ -97,7 +98,7 @@ class Illuminati(Step):
     # ------------------------------------------------------------------ init
 
     def create_run_batches(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        if args["batch_size"] < 1:
+        if args["batch_size"] is not None and args["batch_size"] < 1:
             raise InvalidInputError("batch_size must be at least 1")
         if not 0 < args["clip_percent"] <= 100:
             raise InvalidInputError(f"clip_percent must be in (0, 100], got {args['clip_percent']}")
@@ -122,33 +123,52 @@ class Illuminati(Step):
                 )
             layout = experiment_mosaic(session, aligned=args["align"])
             site = next(iter(sites.values()))
-            side = block_tiles(args["batch_size"], site.height, site.width)
+            side = block_tiles(self.batch_size(args, len(files)), site.height, site.width)
             levels = mosaics.pyramid_levels(layout.height, layout.width, pyramid.TILE_SIZE)
-            block_px = side * pyramid.TILE_SIZE
 
             by_layer: dict[tuple[int, int, int], list[tm.ChannelImageFile]] = defaultdict(list)
             for f in files:
                 by_layer[(f.channel_id, f.tpoint, f.zplane)].append(f)
-            batches = []
-            for index, layer in enumerate(layers):
-                blocks: dict[tuple[int, int], list[list[int]]] = defaultdict(list)
-                for f in by_layer[(layer["channel_id"], layer["tpoint"], layer["zplane"])]:
-                    box = layout.sites[f.site_id]
-                    s = sites[f.site_id]
-                    shift = shifts.get((f.site_id, f.cycle_id), (0, 0)) if args["align"] else None
-                    image = [f.id, box.y, box.x, box.height, box.width]
-                    if shift is not None:
-                        image += [*shift, s.top_residue, s.bottom_residue, s.left_residue,
-                                  s.right_residue]  # fmt: skip
-                    for by in range(box.y // block_px, (box.bottom - 1) // block_px + 1):
-                        for bx in range(box.x // block_px, (box.right - 1) // block_px + 1):
-                            blocks[(by, bx)].append(image)
-                for block, images in sorted(blocks.items()):
-                    batches.append(
-                        {"layer": index, **layer, "block": list(block), "images": images}
-                    )
+            while True:
+                batches = self._blocks(layers, by_layer, layout, sites, shifts, args, side)
+                # automatic: smaller blocks until every job slot has one (while there are images)
+                if args["batch_size"] is not None or side == 1:
+                    break
+                if len(batches) >= min(job_slots(), len(files)):
+                    break
+                side //= 2
         geometry = {"block_tiles": side, "levels": [list(lv) for lv in levels]}
         return [{**batch, **geometry} for batch in batches]
+
+    def _blocks(
+        self,
+        layers: list[dict[str, Any]],
+        by_layer: dict[tuple[int, int, int], list[tm.ChannelImageFile]],
+        layout: Any,
+        sites: dict[int, tm.Site],
+        shifts: dict[tuple[int, int], tuple[int, int]],
+        args: dict[str, Any],
+        side: int,
+    ) -> list[dict[str, Any]]:
+        """One batch per block of `side` tiles of each layer that holds images."""
+        block_px = side * pyramid.TILE_SIZE
+        batches = []
+        for index, layer in enumerate(layers):
+            blocks: dict[tuple[int, int], list[list[int]]] = defaultdict(list)
+            for f in by_layer[(layer["channel_id"], layer["tpoint"], layer["zplane"])]:
+                box = layout.sites[f.site_id]
+                s = sites[f.site_id]
+                shift = shifts.get((f.site_id, f.cycle_id), (0, 0)) if args["align"] else None
+                image = [f.id, box.y, box.x, box.height, box.width]
+                if shift is not None:
+                    image += [*shift, s.top_residue, s.bottom_residue, s.left_residue,
+                              s.right_residue]  # fmt: skip
+                for by in range(box.y // block_px, (box.bottom - 1) // block_px + 1):
+                    for bx in range(box.x // block_px, (box.right - 1) // block_px + 1):
+                        blocks[(by, bx)].append(image)
+            for block, images in sorted(blocks.items()):
+                batches.append({"layer": index, **layer, "block": list(block), "images": images})
+        return batches
 
     def create_collect_batch(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"align": args["align"]}

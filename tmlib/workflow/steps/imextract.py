@@ -17,7 +17,7 @@ from tmlib import pixels
 from tmlib.errors import InvalidInputError
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
-from tmlib.workflow.step import Step, chunks, register_step
+from tmlib.workflow.step import AUTO_BATCH_HELP, Step, chunks, register_step
 
 
 @register_step
@@ -27,8 +27,9 @@ class ImExtract(Step):
     description = "Writes every image plane to the experiment's HDF5 store."
     requires = ("metaconfig",)
     has_collect = True
+    auto_batch = (4, 100)  # a plane takes about 0.1 s
     batch_args = (
-        Argument("batch_size", int, 100, "Image planes per run job.", short="-b"),
+        Argument("batch_size", int, None, "Image planes per run job" + AUTO_BATCH_HELP, short="-b"),
         Argument(
             "delete",
             bool,
@@ -46,7 +47,8 @@ class ImExtract(Step):
             raise InvalidInputError(
                 f"experiment {self.experiment_id} has no configured image planes; run metaconfig"
             )
-        return [{"channel_image_file_ids": c} for c in chunks(ids, args["batch_size"])]
+        size = self.batch_size(args, len(ids))
+        return [{"channel_image_file_ids": c} for c in chunks(ids, size)]
 
     def create_collect_batch(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"delete": args["delete"]}

@@ -44,7 +44,7 @@ from tmlib.mosaic import experiment_mosaic, pyramid_levels
 from tmlib.outlines import rasterize
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
-from tmlib.workflow.step import Step, chunks, register_step
+from tmlib.workflow.step import AUTO_BATCH_HELP, Step, chunks, register_step
 from tmlib.workflow.steps.corilla import FEW_IMAGES
 from tmlib.workflow.steps.illuminati import STATIC_TYPES
 
@@ -62,9 +62,11 @@ class Jterator(Step):
     requires = ("imextract",)
     has_collect = True
     batch_args = (
-        Argument("batch_size", int, 100, "Sites per run job.", short="-b"),
-        Argument("plot", bool, False, "Let modules write figures (use with -b 1).", short="-p"),
-    )
+        Argument("batch_size", int, None, "Sites per run job" + AUTO_BATCH_HELP, short="-b"),
+        Argument("plot", bool, False, "Let modules write figures (one site per job).",
+                 short="-p"),
+    )  # fmt: skip
+    auto_batch = (1, 100)  # a site takes seconds
 
     @property
     def project_location(self) -> Path:
@@ -93,12 +95,18 @@ class Jterator(Step):
         project.check(list(session.scalars(sa.select(tm.Channel.name))))
         return project
 
+    def warm_up(self) -> None:
+        super().warm_up()
+        project = Project.load(self.project_location)
+        for module in project.active_modules:
+            module.code(self.project_location)
+
     # ------------------------------------------------------------------ init
 
     def create_run_batches(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        if args["batch_size"] < 1:
+        if args["batch_size"] is not None and args["batch_size"] < 1:
             raise InvalidInputError("batch_size must be at least 1")
-        if args["plot"] and args["batch_size"] != 1:
+        if args["plot"] and args["batch_size"] not in (None, 1):
             raise InvalidInputError("--plot needs --batch-size 1 (one site per job)")
         if not (self.project_location / PIPELINE_FILE).is_file():
             self._create_default_project()
@@ -120,10 +128,8 @@ class Jterator(Step):
             if not extracted:
                 raise InvalidInputError("the input channels have no image planes; run imextract")
         random.Random(SHUFFLE_SEED).shuffle(sites)  # neighbouring sites cost alike: spread them
-        return [
-            {"site_ids": sorted(batch), "plot": args["plot"]}
-            for batch in chunks(sites, args["batch_size"])
-        ]
+        size = 1 if args["plot"] else self.batch_size(args, len(sites))
+        return [{"site_ids": sorted(batch), "plot": args["plot"]} for batch in chunks(sites, size)]
 
     def _create_default_project(self) -> None:
         path = create_project(self.project_location, default_inputs(self.experiment_id))

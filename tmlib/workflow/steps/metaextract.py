@@ -17,7 +17,7 @@ from tmlib import pixels
 from tmlib.errors import InvalidInputError
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
-from tmlib.workflow.step import Step, chunks, register_step
+from tmlib.workflow.step import AUTO_BATCH_HELP, Step, chunks, register_step
 
 
 @register_step
@@ -25,28 +25,36 @@ class MetaExtract(Step):
     name = "metaextract"
     fullname = "Extraction of image metadata"
     description = "Reads the header of each microscope image file."
-    batch_args = (Argument("batch_size", int, 100, "Image files per run job.", short="-b"),)
+    batch_args = (
+        Argument("batch_size", int, None, "Image files per run job" + AUTO_BATCH_HELP, short="-b"),
+    )
+    auto_batch = (20, 1000)  # a header takes milliseconds
 
     def create_run_batches(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         batches = []
         with tm.utils.ExperimentSession(self.experiment_id) as session:
-            acquisitions = session.scalars(sa.select(tm.Acquisition).order_by(tm.Acquisition.id))
-            found = False
-            for acq in acquisitions:
-                found = True
-                ids = session.scalars(
+            acquisitions = session.scalars(
+                sa.select(tm.Acquisition).order_by(tm.Acquisition.id)
+            ).all()
+            files = {
+                acq.id: session.scalars(
                     sa.select(tm.MicroscopeImageFile.id)
                     .where(tm.MicroscopeImageFile.acquisition_id == acq.id)
                     .order_by(tm.MicroscopeImageFile.id)
                 ).all()
+                for acq in acquisitions
+            }
+            size = self.batch_size(args, sum(len(ids) for ids in files.values()))
+            found = False
+            for acq in acquisitions:
+                found = True
+                ids = files[acq.id]
                 if not ids:
                     raise InvalidInputError(
                         f"acquisition {acq.name!r} of plate {acq.plate.name!r} has no image "
                         "files; register them with 'tm_add files'"
                     )
-                batches.extend(
-                    {"microscope_image_file_ids": c} for c in chunks(ids, args["batch_size"])
-                )
+                batches.extend({"microscope_image_file_ids": c} for c in chunks(ids, size))
             if not found:
                 raise InvalidInputError(
                     f"experiment {self.experiment_id} has no acquisitions; add plates, "
