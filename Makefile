@@ -27,6 +27,7 @@ lint: install
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'  # the peers measured beside us
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/hdf5_settings.py
 	$(BIN)/python benchmarks/register_files.py
 	$(BIN)/python benchmarks/engine.py

@@ -25,14 +25,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import yaml
-
 from tmclient.base import HttpClient, TmClientError
+from tmlib.lazy import lazy_import
 from tmlib.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
+
+np = lazy_import("numpy")
+yaml = lazy_import("yaml")
 
 # pandas and OpenCV are imported where they are used: a command line that only
 # lists plates should not pay for them

@@ -10,9 +10,10 @@ import os
 import stat
 from pathlib import Path
 
-import yaml
-
 from tmclient.api import InputError
+from tmlib.lazy import lazy_import
+
+yaml = lazy_import("yaml")
 
 
 def password_file() -> Path:

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from tmlib.lazy import lazy_import
+
+# tm_client --help needs no HTTP library
+requests = lazy_import("requests")
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,9 @@ class HttpClient:
         ca_bundle: str | None = None,
         retries: int = 5,
     ) -> None:
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
         self.host = host
         self.port = int(port)
         self.username = username

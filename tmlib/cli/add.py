@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import click
 
-from tmlib import registry
 from tmlib.cli.base import Program, handle_errors, verbosity_option
+from tmlib.lazy import lazy_import
 from tmlib.microscopes import MICROSCOPE_TYPES
-from tmlib.models.experiment import ACQUISITION_MODES, WORKFLOW_TYPES
+from tmlib.plates import ACQUISITION_MODES, WORKFLOW_TYPES
 from tmlib.progress import Progress, quiet_option
+
+# the database: imported by the commands, not by --help
+registry = lazy_import("tmlib.registry")
 
 _EXPERIMENT = click.option("-e", "--experiment", required=True, help="Experiment name or id.")
 _OWNER = click.option(

@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 
 import click
-import yaml
 
 from tmlib.cli.base import Program, handle_errors, verbosity_option
-from tmlib.workflow import manager
+from tmlib.lazy import lazy_import
 from tmlib.workflow.cli import drive, monitor_options
-from tmlib.workflow.description import WorkflowDescription
 from tmlib.workflow.display import status_lines
+
+# imported by the commands that use them: --help needs neither
+manager = lazy_import("tmlib.workflow.manager")
+yaml = lazy_import("yaml")
 
 
 @click.group(
@@ -118,6 +120,8 @@ def kill() -> None:
 @handle_errors
 def description(path: Path | None) -> None:
     """Print the workflow description (YAML), or replace it with --set FILE."""
+    from tmlib.workflow.description import WorkflowDescription
+
     if path is not None:
         WorkflowDescription.load(path).save(manager.description_path(_experiment_id()))
         click.echo(f"stored {path} as the workflow description")

@@ -17,7 +17,9 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from tmlib.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 
 @dataclass(frozen=True)

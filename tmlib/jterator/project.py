@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tmlib.errors import InvalidInputError
 from tmlib.jterator.handles import HandleType, get_handle_type
+from tmlib.lazy import lazy_import
+
+yaml = lazy_import("yaml")
 
 PIPELINE_FILE = "pipeline.yaml"
 HANDLES_SUFFIX = ".handles.yaml"

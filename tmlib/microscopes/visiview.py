@@ -63,7 +63,7 @@ from tmlib.microscopes.base import (
     normalize_well,
     sort_records,
 )
-from tmlib.models.experiment import well_name
+from tmlib.plates import well_name
 
 __all__ = [
     "DEFAULT_REGEX",

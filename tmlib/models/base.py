@@ -13,12 +13,15 @@ import datetime as dt
 import math
 from typing import Any
 
-import numpy as np
-import shapely
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, LargeBinary, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from tmlib.lazy import lazy_import
+
+np = lazy_import("numpy")
+shapely = lazy_import("shapely")
 
 #: JSON on SQLite, JSONB (indexable) on PostgreSQL.
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from tmlib import illumination, storage
+from tmlib.lazy import lazy_import
 from tmlib.models.base import ExperimentModel, JSONType
-from tmlib.tiles import TileReader
+
+if TYPE_CHECKING:
+    from tmlib.tiles import TileReader
+
+np = lazy_import("numpy")
+illumination = lazy_import("tmlib.illumination")
+storage = lazy_import("tmlib.storage")
 
 
 class Channel(ExperimentModel):
@@ -253,6 +258,8 @@ class ChannelLayer(ExperimentModel):
         FileNotFoundError
             When the pyramid has not been built.
         """
+        from tmlib.tiles import TileReader
+
         return TileReader(self.location)
 
     def get_tile(self, level: int, row: int, column: int) -> bytes | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -112,4 +111,6 @@ class FeatureValues(ExperimentModel):
     )
     tpoint: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)
     partition_key: Mapped[int] = mapped_column(Integer)
-    values: Mapped[np.ndarray] = mapped_column(FloatArray)
+    # a 1D float64 numpy array; typed Any because SQLAlchemy evaluates the
+    # annotation when the class is made, and models must not import numpy
+    values: Mapped[Any] = mapped_column(FloatArray)

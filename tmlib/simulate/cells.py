@@ -34,11 +34,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-import numpy as np
-from numpy.typing import NDArray
-from scipy import ndimage
-from scipy.spatial import cKDTree
+from tmlib.lazy import lazy_import
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+# tm_simulate --help imports this module: numpy and scipy come with the first plate
+np = lazy_import("numpy")
+ndimage = lazy_import("scipy.ndimage")
 
 __all__ = [
     "EDGE_WIDTH",
@@ -354,6 +359,8 @@ def move_cells(
     CellPopulation
         Population at the next time point.
     """
+    from scipy.spatial import cKDTree
+
     height, width = _check_shape(shape)
     n = len(cells)
     if n == 0:

@@ -33,11 +33,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import tifffile
-from numpy.typing import NDArray
-
+from tmlib.lazy import lazy_import
 from tmlib.simulate.plate import (
     ACQUISITION_START,
     PLATE_FORMATS,
@@ -47,6 +45,12 @@ from tmlib.simulate.plate import (
     PlateWriter,
     register_writer,
 )
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+np = lazy_import("numpy")
+tifffile = lazy_import("tifffile")
 
 __all__ = [
     "MLF_NAME",

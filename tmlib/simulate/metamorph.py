@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import TYPE_CHECKING
 
-import numpy as np
-from numpy.typing import NDArray
-
+from tmlib.lazy import lazy_import
 from tmlib.simulate.plate import (
     InvalidPlateSpecError,
     PlaneInfo,
@@ -31,6 +30,11 @@ from tmlib.simulate.plate import (
     register_writer,
 )
 from tmlib.simulate.tiff import write_tiff_plane
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+np = lazy_import("numpy")
 
 __all__ = ["THUMBNAIL_SIZE", "MetaMorphWriter", "image_filename", "thumbnail_filename"]
 

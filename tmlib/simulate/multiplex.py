@@ -54,9 +54,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-import tifffile
-
+from tmlib.lazy import lazy_import
 from tmlib.simulate import cells as cellsim
 from tmlib.simulate.plate import (
     _BANK,
@@ -83,6 +81,9 @@ from tmlib.simulate.plate import (
     vignetting_fields,
     well_names,
 )
+
+np = lazy_import("numpy")
+tifffile = lazy_import("tifffile")
 
 __all__ = [
     "CYCLE_INTERVAL_S",

@@ -45,14 +45,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import ClassVar
-
-import numpy as np
-import tifffile
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, ClassVar
 
 from tmlib.errors import InvalidInputError, UserError
+from tmlib.lazy import lazy_import
 from tmlib.simulate import cells as cellsim
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+np = lazy_import("numpy")
+tifffile = lazy_import("tifffile")
 
 __all__ = [
     "ACQUISITION_START",

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import tifffile
-from numpy.typing import NDArray
-
+from tmlib.lazy import lazy_import
 from tmlib.simulate.plate import PlaneInfo, PlateSpec, PlateWriter, register_writer
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+np = lazy_import("numpy")
+tifffile = lazy_import("tifffile")
 
 __all__ = ["TiffWriter", "image_filename", "write_tiff_plane"]
 

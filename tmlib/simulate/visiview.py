@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from numpy.typing import NDArray
-
+from tmlib.lazy import lazy_import
 from tmlib.simulate.plate import (
     ACQUISITION_START,
     PLATE_FORMATS,
@@ -38,6 +37,11 @@ from tmlib.simulate.plate import (
     well_names,
 )
 from tmlib.simulate.tiff import write_tiff_plane
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+np = lazy_import("numpy")
 
 __all__ = ["WAVE_NAMES", "VisiViewWriter", "image_filename", "nd_text", "wave_name"]
 

@@ -25,10 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-import tmlib.models as tm
 from tmlib.errors import InvalidInputError, NotFoundError
+from tmlib.lazy import lazy_import
 from tmlib.tools.base import (
     Tool,
     delete_result,
@@ -41,6 +39,9 @@ from tmlib.tools.base import (
 from tmlib.tools.classification import Classification
 from tmlib.tools.clustering import Clustering
 from tmlib.tools.heatmap import Heatmap
+
+sa = lazy_import("sqlalchemy")
+tm = lazy_import("tmlib.models")
 
 #: registered tools by name
 TOOLS: dict[str, type[Tool]] = {cls.name: cls for cls in (Classification, Clustering, Heatmap)}

@@ -19,15 +19,18 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
-import tmlib.models as tm
 from tmlib.errors import InvalidInputError, NotFoundError
+from tmlib.lazy import lazy_import
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+np = lazy_import("numpy")
+pd = lazy_import("pandas")
+sa = lazy_import("sqlalchemy")
+tm = lazy_import("tmlib.models")
 
 logger = logging.getLogger(__name__)
 
@@ -593,8 +596,9 @@ class Tool(abc.ABC):
     description: ClassVar[str]
     #: the values of ``options.method``
     methods: ClassVar[tuple[str, ...]] = ()
-    #: what a run stores
-    result_class: ClassVar[type[tm.ToolResult]] = tm.ScalarToolResult
+    #: what a run stores: the name of a :class:`tmlib.models.ToolResult` class
+    #: (a name, so that defining a tool needs no database models)
+    result_model: ClassVar[str] = "ScalarToolResult"
 
     def __init__(self, experiment_id: int) -> None:
         self.experiment_id = int(experiment_id)
@@ -651,7 +655,7 @@ class Tool(abc.ABC):
             name = name or self._free_name(
                 session, f"{self.name}-{submission_id}", mapobject_type_id
             )
-            result = self.result_class(
+            result = getattr(tm, self.result_model)(
                 name=name,
                 tool_name=self.name,
                 submission_id=submission_id,

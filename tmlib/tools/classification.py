@@ -6,11 +6,8 @@ import logging
 import warnings
 from typing import Any, ClassVar
 
-import numpy as np
-import pandas as pd
-
-import tmlib.models as tm
 from tmlib.errors import InvalidInputError
+from tmlib.lazy import lazy_import
 from tmlib.tools.base import (
     BATCH_SIZE,
     Tool,
@@ -23,6 +20,10 @@ from tmlib.tools.base import (
     require_int,
     save_labels,
 )
+
+np = lazy_import("numpy")
+pd = lazy_import("pandas")
+tm = lazy_import("tmlib.models")
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Classification(Tool):
         "on the map."
     )
     methods: ClassVar[tuple[str, ...]] = ("randomforest", "svm", "logisticregression")
-    result_class = tm.SupervisedClassifierToolResult
+    result_model = "SupervisedClassifierToolResult"
 
     def validate(self, payload: Any) -> dict[str, Any]:
         """Check ``chosen_object_type``, ``selected_features``, ``training_classes`` and

@@ -5,11 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-import numpy as np
-import pandas as pd
-
-import tmlib.models as tm
 from tmlib.errors import InvalidInputError
+from tmlib.lazy import lazy_import
 from tmlib.tools.base import (
     BATCH_SIZE,
     Tool,
@@ -20,6 +17,10 @@ from tmlib.tools.base import (
     require_int,
     save_labels,
 )
+
+np = lazy_import("numpy")
+pd = lazy_import("pandas")
+tm = lazy_import("tmlib.models")
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Clustering(Tool):
     icon: ClassVar[str] = "CLU"
     description: ClassVar[str] = "Group objects into k clusters of similar feature values."
     methods: ClassVar[tuple[str, ...]] = ("kmeans",)
-    result_class = tm.ScalarToolResult
+    result_model = "ScalarToolResult"
 
     def __init__(self, experiment_id: int, seed: int = 0) -> None:
         super().__init__(experiment_id)

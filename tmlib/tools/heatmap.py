@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-import numpy as np
-import sqlalchemy as sa
-
-import tmlib.models as tm
 from tmlib.errors import InvalidInputError
+from tmlib.lazy import lazy_import
 from tmlib.tools.base import BATCH_SIZE, Tool, find_features, iter_features, require_str
+
+np = lazy_import("numpy")
+sa = lazy_import("sqlalchemy")
+tm = lazy_import("tmlib.models")
 
 
 class Heatmap(Tool):
@@ -20,7 +21,7 @@ class Heatmap(Tool):
     icon: ClassVar[str] = "HMP"
     description: ClassVar[str] = "Colour objects by the value of one feature."
     methods: ClassVar[tuple[str, ...]] = ()
-    result_class = tm.HeatmapToolResult
+    result_model = "HeatmapToolResult"
 
     def validate(self, payload: Any) -> dict[str, Any]:
         """Check ``chosen_object_type`` and ``selected_feature``."""

@@ -13,15 +13,17 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-import yaml
 
 from tmlib.cli.base import EXIT_FAILED, EXIT_USAGE, Program, handle_errors, verbosity_option
 from tmlib.errors import UserError
+from tmlib.lazy import lazy_import
 from tmlib.workflow import args as arguments
-from tmlib.workflow import manager
 from tmlib.workflow.display import LiveDisplay
-from tmlib.workflow.jobs.engine import Result
 from tmlib.workflow.step import Step, job_name
+
+# every step's program imports this module: its --help needs neither
+manager = lazy_import("tmlib.workflow.manager")
+yaml = lazy_import("yaml")
 
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -53,6 +55,8 @@ def job_phase(f: Callable) -> Callable:
 
 def drive(run: manager.Run, interval: float, depth: int) -> None:
     """Run a submission in the foreground with a live display; exit 1 unless all succeeded."""
+    from tmlib.workflow.jobs.engine import Result
+
     display = LiveDisplay(interval=interval, depth=depth)
     experiment_id = run.submission.experiment_id
     program = run.submission.program

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tmlib.errors import InvalidInputError
+from tmlib.lazy import lazy_import
 from tmlib.workflow import args as arguments
-from tmlib.workflow.step import STEPS, get_step
+from tmlib.workflow.step import get_step, step_names
+
+yaml = lazy_import("yaml")
 
 #: stages of each workflow type, in order, with their steps
 WORKFLOW_TYPES: dict[str, list[tuple[str, list[str]]]] = {
@@ -147,7 +148,7 @@ class WorkflowDescription:
     @classmethod
     def default(cls, workflow_type: str = "canonical") -> WorkflowDescription:
         """The stages of `workflow_type` whose steps this installation has."""
-        get_step("metaextract")  # registers the built-in steps
+        known = step_names()
         if workflow_type not in WORKFLOW_TYPES:
             raise InvalidInputError(
                 f"unknown workflow type {workflow_type!r}; choose one of "
@@ -159,7 +160,7 @@ class WorkflowDescription:
                 name, [StepDescription(s, batch_args=dict(defaults.get(s, {}))) for s in steps]
             )
             for name, steps in WORKFLOW_TYPES[workflow_type]
-            if all(s in STEPS for s in steps)
+            if all(s in known for s in steps)
         ]
         description = cls(workflow_type, stages)
         description.validate()

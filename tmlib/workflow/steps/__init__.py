@@ -1,18 +1,9 @@
-"""The built-in steps; importing this package registers them.
+"""The built-in steps.
 
 Each step is one module: its class (arguments, batches, run and collect) and
 its command line (``python -m tmlib.workflow.steps.<name>`` or the console
-script ``<name>``).
+script ``<name>``). Importing this package imports none of them:
+:func:`tmlib.workflow.step.get_step` imports a step's module when the step is
+first asked for (see :data:`tmlib.workflow.step.BUILTIN_STEPS`), so that a
+step's command line loads only its own step.
 """
-
-from tmlib.workflow.steps import (
-    align,
-    corilla,
-    illuminati,
-    imextract,
-    jterator,
-    metaconfig,
-    metaextract,
-)
-
-__all__ = ["align", "corilla", "illuminati", "imextract", "jterator", "metaconfig", "metaextract"]
