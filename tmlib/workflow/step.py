@@ -22,12 +22,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-import tmlib.models as tm
-from tmlib import storage
+from tmlib import temporaries
 from tmlib.errors import InvalidInputError, NotFoundError
+from tmlib.lazy import lazy_import
 from tmlib.workflow import args as arguments
 from tmlib.workflow.args import Argument
 from tmlib.workflow.jobs.job import JobSpec, Resources
+
+# a step's command line imports this module; its --help needs no database
+tm = lazy_import("tmlib.models")
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,14 @@ COLLECT_RESOURCES = Resources(cores=1, memory=2500, walltime=6 * 3600)
 
 STEPS: dict[str, type[Step]] = {}
 
+#: the built-in steps: name -> the module that defines (and registers) it,
+#: imported when the step is first asked for (a command imports only its own)
+BUILTIN_STEPS = {
+    name: f"tmlib.workflow.steps.{name}"
+    for name in ("align", "corilla", "illuminati", "imextract", "jterator", "metaconfig",
+                 "metaextract")
+}  # fmt: skip
+
 
 def register_step(cls: type[Step]) -> type[Step]:
     """Class decorator: make a step known to the workflow and the command lines."""
@@ -49,20 +60,26 @@ def register_step(cls: type[Step]) -> type[Step]:
     return cls
 
 
+def step_names() -> list[str]:
+    """Names of the known steps: the built-in ones, then any other registered."""
+    return [*BUILTIN_STEPS, *(name for name in STEPS if name not in BUILTIN_STEPS)]
+
+
 def get_step(name: str) -> type[Step]:
-    """The step class called `name` (importing the built-in steps on first use).
+    """The step class called `name` (importing its module on first use).
 
     Raises
     ------
     InvalidInputError
         When no step has that name.
     """
-    import tmlib.workflow.steps  # noqa: F401 - registers the built-in steps
-
+    if name not in STEPS and name in BUILTIN_STEPS:
+        importlib.import_module(BUILTIN_STEPS[name])
     try:
         return STEPS[name]
     except KeyError:
-        raise InvalidInputError(f"unknown step {name!r}; known steps: {', '.join(STEPS)}") from None
+        known = ", ".join(step_names())
+        raise InvalidInputError(f"unknown step {name!r}; known steps: {known}") from None
 
 
 #: end of the help of every step's ``--batch-size``
@@ -230,7 +247,7 @@ class Step(abc.ABC):
     def remove_stale_temporaries(self, everything: bool = False) -> int:
         """Remove the temporary files that killed jobs of this step left behind
         (with `everything`, all of them: no job of the step may run then)."""
-        return storage.remove_stale_temporaries(self.output_locations(), everything)
+        return temporaries.remove_stale_temporaries(self.output_locations(), everything)
 
     # -------------------------------------------------------------- framework
 

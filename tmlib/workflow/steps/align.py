@@ -21,19 +21,23 @@ import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import sqlalchemy as sa
-from sqlalchemy.orm import Session, joinedload
-
-import tmlib.models as tm
-from tmlib import alignment
 from tmlib.errors import InvalidInputError
-from tmlib.illumination import Correction
+from tmlib.lazy import lazy_import
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
 from tmlib.workflow.step import AUTO_BATCH_HELP, Step, chunks, register_step
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from tmlib.illumination import Correction
+
+np = lazy_import("numpy")
+sa = lazy_import("sqlalchemy")
+tm = lazy_import("tmlib.models")
+alignment = lazy_import("tmlib.alignment")
 
 #: rows per INSERT/UPDATE statement in the collect transaction
 _CHUNK = 5000
@@ -248,6 +252,8 @@ class Align(Step):
     @staticmethod
     def _check_extracted(session: Session, file_ids: list[int]) -> None:
         """Cheap check that imextract ran: the planes of one site exist."""
+        from sqlalchemy.orm import joinedload
+
         files = session.scalars(
             sa.select(tm.ChannelImageFile)
             .where(tm.ChannelImageFile.id.in_(file_ids))
@@ -262,6 +268,10 @@ class Align(Step):
     # ---------------------------------------------------------------------- run
 
     def run_job(self, batch: dict[str, Any]) -> None:
+        from sqlalchemy.orm import joinedload
+
+        from tmlib.illumination import Correction
+
         ids = [s["reference"] for s in batch["sites"]]
         ids += [file_id for s in batch["sites"] for _, file_id in s["targets"]]
         with tm.utils.ExperimentSession(self.experiment_id) as session:

@@ -30,17 +30,20 @@ import os
 import shutil
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import sqlalchemy as sa
-
-import tmlib.models as tm
 from tmlib.errors import InvalidInputError, NotFoundError
-from tmlib.illumination import IlluminationStats
+from tmlib.lazy import lazy_import
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
 from tmlib.workflow.step import AUTO_BATCH_HELP, Step, chunks, register_step
+
+if TYPE_CHECKING:
+    from tmlib.illumination import IlluminationStats
+
+np = lazy_import("numpy")
+sa = lazy_import("sqlalchemy")
+tm = lazy_import("tmlib.models")
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +155,8 @@ class Corilla(Step):
     def run_job(self, batch: dict[str, Any]) -> None:
         ids = batch["channel_image_file_ids"]
         shape = tuple(batch["shape"])
+        from tmlib.illumination import IlluminationStats
+
         dtype = np.dtype(batch["dtype"])
         stats = IlluminationStats.empty(shape, dtype)
         # the session only reads (no write transaction is held while pixels are read)
@@ -196,6 +201,8 @@ class Corilla(Step):
 
     def _merge(self, parts: list[dict[str, Any]]) -> IlluminationStats:
         """Merged statistics of a channel's run jobs (in part order; exact anyway)."""
+        from tmlib.illumination import IlluminationStats
+
         total: IlluminationStats | None = None
         for part in parts:
             path = self.partial_file(part["channel_id"], part["part"])

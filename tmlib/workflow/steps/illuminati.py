@@ -21,27 +21,30 @@ import math
 import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import cv2
-import numpy as np
-import shapely
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
-import tmlib.models as tm
-from tmlib import mosaic as mosaics
-from tmlib import pyramid
-from tmlib.alignment import shift_and_crop
 from tmlib.cli.base import handle_errors
 from tmlib.errors import InvalidInputError, NotFoundError
-from tmlib.illumination import Correction
-from tmlib.mosaic import Box, Mosaic, experiment_mosaic
-from tmlib.tiles import TileReader, TileWriter
+from tmlib.lazy import lazy_import
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
 from tmlib.workflow.step import AUTO_BATCH_HELP, Step, job_slots, register_step
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from tmlib.illumination import Correction
+    from tmlib.mosaic import Box, Mosaic
+
+cv2 = lazy_import("cv2")
+np = lazy_import("numpy")
+shapely = lazy_import("shapely")
+sa = lazy_import("sqlalchemy")
+tm = lazy_import("tmlib.models")
+mosaics = lazy_import("tmlib.mosaic")
+pyramid = lazy_import("tmlib.pyramid")
 
 #: largest block side in tiles: a block's canvas is (side * 256)² bytes (64 MB at 32)
 MAX_BLOCK_TILES = 32
@@ -98,6 +101,8 @@ class Illuminati(Step):
     # ------------------------------------------------------------------ init
 
     def create_run_batches(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        from tmlib.mosaic import experiment_mosaic
+
         if args["batch_size"] is not None and args["batch_size"] < 1:
             raise InvalidInputError("batch_size must be at least 1")
         if not 0 < args["clip_percent"] <= 100:
@@ -226,6 +231,10 @@ class Illuminati(Step):
     # ------------------------------------------------------------------- run
 
     def run_job(self, batch: dict[str, Any]) -> None:
+        from tmlib.alignment import shift_and_crop
+        from tmlib.mosaic import Box
+        from tmlib.tiles import TileWriter
+
         cv2.setNumThreads(1)  # one job per core: threads would only compete
         side = batch["block_tiles"]
         levels = batch["levels"]
@@ -280,6 +289,9 @@ class Illuminati(Step):
     # --------------------------------------------------------------- collect
 
     def collect_job_output(self, batch: dict[str, Any]) -> None:
+        from tmlib.mosaic import experiment_mosaic
+        from tmlib.tiles import TileWriter
+
         runs = [self.read_batch("run", job_id) for job_id in self.run_job_ids()]
         layers = {run["layer"]: run for run in runs}
         # every run batch carries the pyramid's geometry
@@ -367,6 +379,8 @@ def _shifts(session: Session) -> dict[tuple[int, int], tuple[int, int]]:
 
 
 def _correction(session: Session, channel_id: int) -> Correction:
+    from tmlib.illumination import Correction
+
     stats_file = session.get(tm.Channel, channel_id).illumstats_file
     return Correction.from_stats(stats_file.get().smoothed())
 
@@ -502,6 +516,8 @@ def export_level(
     ------
     NotFoundError, InvalidInputError
     """
+    from tmlib.tiles import TileReader
+
     with tm.utils.ExperimentSession(experiment_id) as session:
         layer = find_layer(session, channel_name, tpoint, zplane)
         experiment = session.scalars(sa.select(tm.Experiment)).one()

@@ -9,15 +9,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import sqlalchemy as sa
-
-import tmlib.models as tm
-from tmlib import pixels
 from tmlib.errors import InvalidInputError
+from tmlib.lazy import lazy_import
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
 from tmlib.workflow.step import AUTO_BATCH_HELP, Step, chunks, register_step
+
+np = lazy_import("numpy")
+sa = lazy_import("sqlalchemy")
+tm = lazy_import("tmlib.models")
+pixels = lazy_import("tmlib.pixels")
 
 
 @register_step

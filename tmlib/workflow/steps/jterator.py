@@ -23,30 +23,30 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
-import cv2
-import numpy as np
-import sqlalchemy as sa
-import yaml
-from sqlalchemy.orm import Session
 
-import tmlib.models as tm
-from tmlib.alignment import shift_and_crop
 from tmlib.cli.base import handle_errors
 from tmlib.errors import InvalidInputError, NotFoundError
-from tmlib.illumination import Correction
-from tmlib.jterator.pipeline import SiteResult, run_pipeline
 from tmlib.jterator.project import PIPELINE_FILE, Project
-from tmlib.jterator.saving import SiteOutput, save_objects
-from tmlib.mosaic import experiment_mosaic, pyramid_levels
-from tmlib.outlines import rasterize
+from tmlib.lazy import lazy_import
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
 from tmlib.workflow.step import AUTO_BATCH_HELP, Step, chunks, register_step
 from tmlib.workflow.steps.corilla import FEW_IMAGES
 from tmlib.workflow.steps.illuminati import STATIC_TYPES
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from tmlib.jterator.pipeline import SiteResult
+
+cv2 = lazy_import("cv2")
+np = lazy_import("numpy")
+sa = lazy_import("sqlalchemy")
+yaml = lazy_import("yaml")
+tm = lazy_import("tmlib.models")
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +157,9 @@ class Jterator(Step):
     # ------------------------------------------------------------------- run
 
     def run_job(self, batch: dict[str, Any]) -> None:
+        from tmlib.jterator.pipeline import run_pipeline
+        from tmlib.jterator.saving import SiteOutput, save_objects
+
         cv2.setNumThreads(1)  # one job per core: threads would only compete
         failed = []
         outputs = []
@@ -204,6 +207,8 @@ class Jterator(Step):
     # --------------------------------------------------------------- collect
 
     def collect_job_output(self, batch: dict[str, Any]) -> None:
+        from tmlib.mosaic import experiment_mosaic, pyramid_levels
+
         with tm.utils.ExperimentSession(self.experiment_id) as session:
             project = self.load_project(session)
             experiment = session.scalars(sa.select(tm.Experiment)).one()
@@ -241,6 +246,9 @@ class SiteLoader:
     """The input images of sites as the pipeline sees them: corrected and aligned."""
 
     def __init__(self, session: Session, project: Project) -> None:
+        from tmlib.illumination import Correction
+        from tmlib.mosaic import experiment_mosaic
+
         self.session = session
         names = [c.name for c in project.channels]
         self.channels = {
@@ -276,6 +284,8 @@ class SiteLoader:
         InvalidInputError
             When an input object type does not exist.
         """
+        from tmlib.outlines import rasterize
+
         box = self.layout.sites[site_id]
         labels = {}
         for name in self.object_types:
@@ -302,6 +312,8 @@ class SiteLoader:
 
     def images(self, site_id: int, tpoint: int) -> dict[str, np.ndarray]:
         """Each input channel at the site: (M, N), or (M, N, Z) for z-stacks."""
+        from tmlib.alignment import shift_and_crop
+
         site = self.session.get(tm.Site, site_id)
         images = {}
         for name, channel in self.channels.items():
@@ -545,6 +557,8 @@ def check() -> None:
 )
 @handle_errors
 def debug(site_id: int, tpoint: int, plot: bool) -> None:
+    from tmlib.jterator.pipeline import run_pipeline
+
     step = _step()
     with tm.utils.ExperimentSession(step.experiment_id) as session:
         if session.get(tm.Site, site_id) is None:
