@@ -254,3 +254,26 @@ def test_the_job_entry_point_preloads_what_jobs_share() -> None:
     loaded = set(result.stdout.split())
     for name in ("numpy", "sqlalchemy.orm", "tmlib.models", "click"):
         assert name in loaded, name
+
+
+def test_a_prestarted_spawner_is_handed_out_only_if_nothing_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tmlib.workflow.jobs import backends
+    from tmlib.workflow.step import COMMAND_PREFIX, ENTRY_POINT
+
+    preload = (COMMAND_PREFIX, ENTRY_POINT)
+    backends.prestart(2, preload)
+    backends.prestart(2, preload)  # one waits already: nothing more starts
+    assert len(backends._prestarted) == 1
+    first = backends._prestarted[0][0]
+    assert backends.take_prestarted(2, preload) is first
+    assert backends.take_prestarted(2, preload) is None  # handed out once
+    first.close()
+
+    backends.prestart(2, preload)
+    monkeypatch.setenv("TMAPS_HOME", "/elsewhere")  # its jobs would see the old one
+    assert backends.take_prestarted(2, preload) is None
+    assert not backends._prestarted
+    backends.prestart(2, preload)
+    assert backends.take_prestarted(3, preload) is None  # other cores: not this one

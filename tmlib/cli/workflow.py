@@ -11,6 +11,7 @@ from tmlib.cli.base import Program, handle_errors, verbosity_option
 from tmlib.lazy import lazy_import
 from tmlib.workflow.cli import drive, monitor_options
 from tmlib.workflow.display import status_lines
+from tmlib.workflow.step import prestart_jobs
 
 # imported by the commands that use them: --help needs neither
 manager = lazy_import("tmlib.workflow.manager")
@@ -59,6 +60,7 @@ def _verbosity() -> int:
 @handle_errors
 def submit(depth: int, interval: float, force: bool) -> None:
     """Submit the workflow and follow it to the end (live status on stderr)."""
+    prestart_jobs()  # the job spawner's imports overlap with this program's
     description = manager.load_description(_experiment_id())
     if force:
         for stage in description.stages:
@@ -76,6 +78,7 @@ def submit(depth: int, interval: float, force: bool) -> None:
 @handle_errors
 def resubmit(stage: str, depth: int, interval: float) -> None:
     """Run the workflow again from STAGE on (earlier stages are kept)."""
+    prestart_jobs()
     run = manager.submit_workflow(_experiment_id(), start_stage=stage, verbosity=_verbosity())
     drive(run, interval, depth)
 
@@ -86,6 +89,7 @@ def resubmit(stage: str, depth: int, interval: float) -> None:
 @handle_errors
 def resume(depth: int, interval: float) -> None:
     """Continue the last submission: finished jobs are not run again."""
+    prestart_jobs()
     drive(manager.resume(_experiment_id()), interval, depth)
 
 

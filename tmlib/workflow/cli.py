@@ -19,7 +19,7 @@ from tmlib.errors import UserError
 from tmlib.lazy import lazy_import
 from tmlib.workflow import args as arguments
 from tmlib.workflow.display import LiveDisplay
-from tmlib.workflow.step import Step, job_name
+from tmlib.workflow.step import Step, job_name, prestart_jobs
 
 # every step's program imports this module: its --help needs neither
 manager = lazy_import("tmlib.workflow.manager")
@@ -166,6 +166,7 @@ def step_program(
     @verbosity_option
     @handle_errors
     def submit(depth: int, interval: float, **submission_args: Any) -> None:
+        prestart_jobs()  # the job spawner's imports overlap with this program's
         run = manager.submit_step(
             step().experiment_id, step_cls.name, submission_args, verbosity=verbosity()
         )
@@ -176,6 +177,7 @@ def step_program(
     @verbosity_option
     @handle_errors
     def resubmit(depth: int, interval: float) -> None:
+        prestart_jobs()
         drive(manager.resume(step().experiment_id, step_cls.name), interval, depth)
 
     @main.command(help="Show the batch of a job.")

@@ -31,7 +31,7 @@ from tmlib.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from tmlib.models.session import main_engine
 from tmlib.workflow import args as arguments
 from tmlib.workflow.description import FILENAME, WorkflowDescription
-from tmlib.workflow.jobs import procs
+from tmlib.workflow.jobs import backends, procs
 from tmlib.workflow.jobs.backends import Backend, LocalBackend
 from tmlib.workflow.jobs.engine import (
     PARALLEL,
@@ -43,7 +43,7 @@ from tmlib.workflow.jobs.engine import (
     persist,
 )
 from tmlib.workflow.jobs.job import LIVE_STATES, Resources, State, read_json_file
-from tmlib.workflow.step import COMMAND_PREFIX, ENTRY_POINT, Step, get_step
+from tmlib.workflow.step import COMMAND_PREFIX, ENTRY_POINT, Step, get_step, prestart_jobs
 
 
 class SubmissionRunningError(InvalidInputError, AlreadyExistsError):
@@ -53,25 +53,11 @@ class SubmissionRunningError(InvalidInputError, AlreadyExistsError):
     """
 
 
-#: the backend :func:`prestart_backend` made, until :func:`make_backend` hands it out,
-#: with the environment its job spawner started with
-_prestarted: list[tuple[Backend, dict[str, str]]] = []
-
-
-def _environment() -> dict[str, str]:
-    return dict(os.environ)
-
-
 def prestart_backend() -> None:
-    """Make the configured backend now, for the next :func:`make_backend` of this process.
-
-    A program that will submit calls it first thing: the local backend's job
-    spawner then imports what the jobs need (about 2 s of CPU) while this
-    process reads the description and stores the job tree, instead of after.
-    Does nothing when one is waiting already or the backend is not the local one.
-    """
-    if not _prestarted and load_settings().backend == "local":
-        _prestarted.append((make_backend(), _environment()))
+    """Start the local backend's job spawner now, for the next :func:`make_backend` of
+    this process (:func:`tmlib.workflow.step.prestart_jobs`; programs that submit call
+    that before they import this module)."""
+    prestart_jobs()
 
 
 def make_backend(name: str | None = None, cores: int | None = None) -> Backend:
@@ -84,16 +70,11 @@ def make_backend(name: str | None = None, cores: int | None = None) -> Backend:
     """
     settings = load_settings()
     name = name or settings.backend
-    if _prestarted:
-        backend, environment = _prestarted.pop()
-        # its spawner's jobs see the environment of then: only if nothing changed since
-        if (
-            name == "local"
-            and backend.cores == (cores or settings.cores)
-            and (environment == _environment())
-        ):
-            return backend
-        backend.close()
+    waiting = backends.take_prestarted(cores or settings.cores, (COMMAND_PREFIX, ENTRY_POINT))
+    if waiting is not None and name == "local":
+        return waiting
+    if waiting is not None:
+        waiting.close()
     if name == "local":
         return LocalBackend(cores or settings.cores, preload=(COMMAND_PREFIX, ENTRY_POINT))
     if name == "slurm":

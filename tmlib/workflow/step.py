@@ -39,6 +39,19 @@ COMMAND_PREFIX = (sys.executable, "-m", "tmlib.workflow")
 #: the function behind COMMAND_PREFIX, which the local backend preloads
 ENTRY_POINT = "tmlib.workflow.__main__:run"
 
+
+def prestart_jobs() -> None:
+    """Start the local backend's job spawner now, for the next submission of this
+    process (:func:`tmlib.workflow.jobs.backends.prestart`). Programs that submit
+    call it first thing, so that its imports overlap with theirs."""
+    from tmlib.config import load_settings
+    from tmlib.workflow.jobs import backends
+
+    settings = load_settings()
+    if settings.backend == "local":
+        backends.prestart(settings.cores, (COMMAND_PREFIX, ENTRY_POINT))
+
+
 #: Resources of init and collect jobs (fixed, as in the original).
 INIT_RESOURCES = Resources(cores=1, memory=2500, walltime=12 * 3600)
 COLLECT_RESOURCES = Resources(cores=1, memory=2500, walltime=6 * 3600)

@@ -311,6 +311,38 @@ class LocalBackend(Backend):
         self._spawners.clear()
 
 
+#: the local backend :func:`prestart` made, until :func:`take_prestarted` hands it
+#: out, with the environment its job spawner started with
+_prestarted: list[tuple[LocalBackend, dict[str, str]]] = []
+
+
+def prestart(cores: int, preload: tuple[Sequence[str], str]) -> None:
+    """Make a local backend now, for the next :func:`take_prestarted` of this process.
+
+    A program that will submit calls it first thing, before its heavy imports:
+    the job spawner then imports what the jobs need (a second or two) while
+    the program imports its own modules and stores the job tree, not after.
+    Does nothing when one is waiting already.
+    """
+    if not _prestarted:
+        _prestarted.append((LocalBackend(cores, preload=preload), dict(os.environ)))
+
+
+def take_prestarted(cores: int, preload: tuple[Sequence[str], str]) -> LocalBackend | None:
+    """The backend :func:`prestart` made, if it fits: same cores and preload, and an
+    unchanged environment (its spawner's jobs see the one of then); else None (and
+    a backend that does not fit is closed)."""
+    if not _prestarted:
+        return None
+    backend, environment = _prestarted.pop()
+    wanted = (list(preload[0]), preload[1])
+    fits = backend.cores == max(1, int(cores)) and backend.preload == wanted
+    if fits and environment == dict(os.environ):
+        return backend
+    backend.close()
+    return None
+
+
 class _Spawner:
     """A running :mod:`.spawner` process and its JSON-lines pipes."""
 
