@@ -6,6 +6,7 @@ import numpy  # noqa: F401 - what every job uses, imported once by the spawner
 from sqlalchemy.orm import configure_mappers
 
 import tmlib.models  # noqa: F401
+import tmlib.storage  # noqa: F401 - h5py: what jobs read and write images with
 import tmlib.workflow.steps  # noqa: F401 - registers the steps
 from tmlib.workflow.step import get_step
 
