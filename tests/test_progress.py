@@ -293,6 +293,13 @@ def test_tm_client_download_bars(processed, tmp_path: Path):
         assert re.search(BYTES_DONE.format(n=1), last), last
         assert total_bytes(last) == pytest.approx(size, rel=0.01), last
 
+        segmentation = [BIN / "tm_client", "segmentation", "-e", name, "download", "-p",
+                        "plate01", "-w", "A01", "-x", 0, "-y", 0, "-o", "Cells", "--directory",
+                        tmp_path / "e"]  # fmt: skip
+        rc, out, terminal = run_on_terminal(segmentation, environ)
+        assert rc == 0 and Path(out.strip()).is_file(), terminal
+        assert re.search(BYTES_DONE.format(n=1), bar_lines(terminal, "download")[-1]), terminal
+
         quiet = [features[0], "-q", *features[1:], tmp_path / "c"]
         rc, out, terminal = run_on_terminal(quiet, environ)
         assert (rc, terminal) == (0, "") and len(out.split()) == n

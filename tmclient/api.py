@@ -100,6 +100,23 @@ def _stream_to_file(response: Any, target: Path, progress: bool = False) -> Path
     return target
 
 
+def _read_body(response: Any, progress: bool = False) -> bytes:
+    """The whole body of a streamed response; with `progress`, the bytes as they come."""
+    length = response.headers.get("Content-Length", "")
+    chunks = []
+    with Progress(
+        "download", 1, int(length) if length.isdigit() else None, enabled=progress
+    ) as bar:
+        try:
+            for chunk in response.iter_content(chunk_size=1 << 16):
+                chunks.append(chunk)
+                bar.advance(0, len(chunk))
+        finally:
+            response.close()
+        bar.advance(1)
+    return b"".join(chunks)
+
+
 def _existing_file(filename: str | os.PathLike) -> Path:
     """`filename` with ``~`` expanded; an InputError when it is no regular file."""
     path = Path(filename).expanduser()
@@ -666,12 +683,20 @@ class TmClient(HttpClient):
         tpoint: int = 0,
         zplane: int = 0,
         align: bool = False,
+        progress: bool = False,
     ) -> np.ndarray:
-        """The label image (int32, 0 = background) of one site's objects of a type."""
+        """The label image (int32, 0 = background) of one site's objects of a type.
+
+        With `progress`, the bytes received are shown on a terminal.
+        """
+        import json
+
         type_id = self._mapobject_type_id(mapobject_type_name)
         params = self._site_params(plate_name, well_name, well_pos_y, well_pos_x, tpoint, zplane)
         params["align"] = bool(align)
-        data = self._get(self._e(f"/mapobject_types/{type_id}/segmentations"), **params)["data"]
+        path = self._e(f"/mapobject_types/{type_id}/segmentations")
+        response = self._request("GET", path, params=params, stream=True)
+        data = json.loads(_read_body(response, progress))["data"]
         return np.asarray(data, dtype=np.int32)
 
     def download_segmentation_image_file(
@@ -685,13 +710,14 @@ class TmClient(HttpClient):
         zplane: int = 0,
         align: bool = False,
         directory: str | os.PathLike | None = None,
+        progress: bool = False,
     ) -> Path:
         """Save the label image as a 16-bit PNG (32-bit TIFF above 65535 labels)."""
         import cv2
 
         labels = self.download_segmentation_image(
             mapobject_type_name, plate_name, well_name, well_pos_y, well_pos_x, tpoint, zplane,
-            align,
+            align, progress,
         )  # fmt: skip
         stem = (
             f"{self.experiment_name}_{plate_name}_{well_name}_y{int(well_pos_y):03d}"

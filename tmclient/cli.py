@@ -895,7 +895,7 @@ def segmentation_download(
     """Save the label image of one site as a PNG; prints its path."""
     path = get_client().download_segmentation_image_file(
         object_type, plate_name, well_name, well_pos_y, well_pos_x, tpoint, zplane, align,
-        directory,
+        directory, progress=True,
     )  # fmt: skip
     click.echo(path)
 
