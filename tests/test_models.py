@@ -28,8 +28,9 @@ from tmlib.models.base import ExperimentModel, MainModel
 from tmlib.models.experiment import well_coordinates, well_name
 from tmlib.models.session import experiment_db_path
 
-EXPERIMENT_TABLES = set(ExperimentModel.metadata.tables)
-MAIN_TABLES = set(MainModel.metadata.tables)
+# each database also has the version table of its schema revision (tmlib.migrations)
+EXPERIMENT_TABLES = {*ExperimentModel.metadata.tables, "alembic_version"}
+MAIN_TABLES = {*MainModel.metadata.tables, "alembic_version"}
 
 
 @pytest.fixture(autouse=True)
@@ -490,7 +491,7 @@ def test_experiment_tables_live_apart_and_experiments_are_isolated(
         assert in_schema == EXPERIMENT_TABLES
         public = schema_tables(tmaps.db_url, "public")
         assert public == MAIN_TABLES
-        assert not public & EXPERIMENT_TABLES
+        assert not public & set(ExperimentModel.metadata.tables)
     else:
         path = experiment_db_path(ref.location)
         assert path == Path(ref.location) / "experiment.db"

@@ -79,7 +79,8 @@ def read_revision(conn: sa.Connection, schema: str | None = None) -> str | None:
     """The revision a database is stamped with; None if it has no version table (or row)."""
     if not _has_table(conn, VERSION_TABLE, schema):
         return None
-    return conn.execute(sa.select(version_table(schema).c.version_num)).scalar()
+    table = f'"{schema}".{VERSION_TABLE}' if schema else VERSION_TABLE
+    return conn.execute(sa.text(f"SELECT version_num FROM {table}")).scalar()
 
 
 def main_is_empty(conn: sa.Connection) -> bool:

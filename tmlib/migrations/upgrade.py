@@ -289,15 +289,28 @@ def pending(url: str) -> list[tuple[str, str | None, str]]:
 
     engine = get_engine(url)
     with engine.connect() as conn:
-        if main_is_empty(conn):
-            return [("main database", None, MAIN_HEAD)]
+        if main_is_empty(conn):  # a new installation: made at the head on first use
+            return []
         found = read_revision(conn)
     todo = [] if found == MAIN_HEAD else [("main database", found, MAIN_HEAD)]
     for experiment_id, root in experiments(engine):
         try:
             found = experiment_revision(engine, experiment_id, root)
-        except sa.exc.OperationalError:  # its file is gone (being deleted)
+        except sa.exc.OperationalError:  # its file is gone (being deleted): skipped
             continue
+        if (
+            found is None
+            and engine.dialect.name == "postgresql"
+            and not _has_schema(engine, experiment_id)
+        ):
+            continue  # as upgrade_experiment does
         if found != EXPERIMENT_HEAD:
             todo.append((f"experiment {experiment_id}", found, EXPERIMENT_HEAD))
     return todo
+
+
+def _has_schema(engine: Engine, experiment_id: int) -> bool:
+    from tmlib.models.session import _schema_exists, experiment_schema
+
+    with engine.connect() as conn:
+        return _schema_exists(conn, experiment_schema(experiment_id))
