@@ -7,7 +7,6 @@ from sqlalchemy.orm import configure_mappers
 
 import tmlib.models  # noqa: F401
 import tmlib.storage  # noqa: F401 - h5py: what jobs read and write images with
-import tmlib.workflow.steps  # noqa: F401 - registers the steps
 from tmlib.workflow.step import get_step
 
 # Importing this module is what the local backend's spawner preloads: configure
