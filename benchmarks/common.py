@@ -105,6 +105,52 @@ def job_times(eid: int) -> dict:
     }
 
 
+def fixed_cost(eid: int, start: float, end: float, program: str = "workflow") -> dict:
+    """Where the wall time from `start` to `end` (``time.time()`` around the command that
+    submitted) went besides the run jobs, from the last `program` submission's jobs:
+    ``to_first_job`` (program start, job spawner, up to the first job: the init job in
+    a workflow), ``init`` and ``collect`` (their jobs), ``after_last_job`` (noticing
+    the end, the last status, the program's exit) and ``fixed_s``: everything but the
+    run phases (from their first job's start to their last job's end)."""
+    import datetime as dt
+
+    from tmlib.workflow import manager
+
+    leaves: list[dict] = []
+
+    def walk(node: dict) -> None:
+        if not node["subtasks"]:
+            leaves.append(node)
+        for child in node["subtasks"]:
+            walk(child)
+
+    walk(manager.status(eid, program))
+    spans: dict[str, list[tuple[float, float]]] = {"InitJob": [], "RunJob": [], "CollectJob": []}
+    for job in leaves:
+        ended = dt.datetime.fromisoformat(job["updated_at"]).replace(tzinfo=dt.UTC).timestamp()
+        spans[job["type"]].append((ended - (job["time"] or 0.0), ended))
+    every = [s for kind in spans.values() for s in kind]
+    run_phases = 0.0  # run jobs of one step overlap; steps follow each other
+    for step_runs in _by_step(leaves, spans["RunJob"]).values():
+        run_phases += max(e for _, e in step_runs) - min(s for s, _ in step_runs)
+    return {
+        "to_first_job": round(min(s for s, _ in every) - start, 3),
+        "init": round(sum(e - s for s, e in spans["InitJob"]), 3),
+        "collect": round(sum(e - s for s, e in spans["CollectJob"]), 3),
+        "after_last_job": round(end - max(e for _, e in every), 3),
+        "run_phases": round(run_phases, 3),
+        "fixed_s": round(end - start - run_phases, 3),
+    }
+
+
+def _by_step(leaves: list[dict], runs: list[tuple[float, float]]) -> dict:
+    names = [job["name"].split("_run_")[0] for job in leaves if job["type"] == "RunJob"]
+    grouped: dict[str, list[tuple[float, float]]] = {}
+    for name, span in zip(names, runs, strict=True):
+        grouped.setdefault(name, []).append(span)
+    return grouped
+
+
 def free_port() -> int:
     """A TCP port on the loopback interface that nobody listens on now."""
     import socket

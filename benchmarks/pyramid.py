@@ -3,11 +3,12 @@
 Simulates a CellVoyager plate of 2160x2560 16-bit sites in one channel
 (default 4 wells x 20 sites, 442 Mpx of image pixels), converts it (the
 image_conversion stage, not timed) and then times, several times per batch
-size, ``illuminati ID init --clip --clip-value V -b B`` plus
-``illuminati ID submit`` with the local backend on all cores: clip, rescale to
-8 bit, tile, all levels, collect. Reports image Mpx (the 16-bit input) per
-second, in total and per core, with the run jobs', collect job's and engine's
-share of the time.
+size (``auto``: the automatic default), ``tm_workflow ID resubmit --stage
+pyramid_creation`` (illuminati with ``--clip --clip-value V -b B``) with the
+local backend on all cores: init, clip, rescale to 8 bit, tile, all levels,
+collect. Reports image Mpx (the 16-bit input) per second, in total and per
+core, with the run jobs', collect job's and engine's share of the time and the
+fixed cost (``fixed_s``: all but the run phase, see ``common.fixed_cost``).
 
 In the same run it renders the same 8-bit mosaic once into memory and times
 libvips (pyvips with its binary wheel) building a 256-px JPEG pyramid of it
@@ -23,7 +24,7 @@ collect) and reports where the time goes.
 
 Usage::
 
-    python benchmarks/pyramid.py [--wells 4] [--sites 20] [--runs 3] [--batch-sizes 100,4]
+    python benchmarks/pyramid.py [--wells 4] [--sites 20] [--runs 3] [--batch-sizes auto,100]
 
 The last line of the output is one JSON object.
 """
@@ -44,7 +45,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from common import job_times, registered_plate, tm
+from common import fixed_cost, job_times, registered_plate, tm
 
 GOAL_MPX_PER_S_PER_CORE = 60.0
 CORES = os.cpu_count() or 1
@@ -71,7 +72,8 @@ def describe(eid: int, batch_size: int | str, clip_value: int) -> None:
         "type: canonical\nstages:\n- name: image_conversion\n  steps:\n"
         "  - name: metaextract\n  - name: metaconfig\n  - name: imextract\n"
         "- name: pyramid_creation\n  steps:\n  - name: illuminati\n    batch_args:\n"
-        f"      clip: true\n      clip_value: {clip_value}\n      batch_size: {batch_size}\n"
+        f"      clip: true\n      clip_value: {clip_value}\n"
+        + ("" if batch_size == "auto" else f"      batch_size: {batch_size}\n")
     )
     tm(["tm_workflow", str(eid), "description", "--set", str(path)])
 
@@ -103,8 +105,9 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def init_args(batch_size: int, clip_value: int) -> list[str]:
-    return ["init", "--clip", "--clip-value", str(clip_value), "-b", str(batch_size)]
+def init_args(batch_size: int | str, clip_value: int) -> list[str]:
+    given = [] if batch_size == "auto" else ["-b", str(batch_size)]
+    return ["init", "--clip", "--clip-value", str(clip_value), *given]
 
 
 def run_ours(eid: int, batch_size: int, clip_value: int, runs: int) -> list[dict]:
@@ -126,6 +129,7 @@ def run_ours(eid: int, batch_size: int, clip_value: int, runs: int) -> list[dict
         total = time.perf_counter() - start
         submit_end = time.time()
         jobs = job_times(eid)
+        fixed = fixed_cost(eid, submit_start, submit_end)
         first_start, last_end = jobs.pop("first_start"), jobs.pop("last_end")
         results.append({
             "seconds": total, **jobs,
@@ -135,6 +139,8 @@ def run_ours(eid: int, batch_size: int, clip_value: int, runs: int) -> list[dict
             # the engine noticing the end, the last status, the program's exit
             "after_last_job": submit_end - last_end,
             "programs_cpu": children_cpu() - cpu,
+            # all but the run phase: program start, spawner, init, collect, exit
+            "fixed_s": fixed["fixed_s"],
         })  # fmt: skip
         log(f"  ours -b {batch_size}, run {run + 1}: {total:.2f} s (init {jobs['init']:.2f} s, "
             f"{jobs['jobs']} run jobs {jobs['run_jobs_sum']:.2f} s in all, "
@@ -143,7 +149,7 @@ def run_ours(eid: int, batch_size: int, clip_value: int, runs: int) -> list[dict
 
 
 #: what the summary shows of a run: wall seconds, then CPU seconds
-SPLIT_KEYS = ("init", "submit_to_first_job", "first_to_last_job", "after_last_job",
+SPLIT_KEYS = ("fixed_s", "init", "submit_to_first_job", "first_to_last_job", "after_last_job",
               "run_jobs_sum", "run_job_max", "collect", "programs_cpu", "init_cpu",
               "run_jobs_cpu", "collect_cpu")  # fmt: skip
 
@@ -346,11 +352,15 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=20)
     parser.add_argument("--size", default="2160x2560")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--batch-sizes", default="100,4", help="illuminati -b values to try")
+    parser.add_argument(
+        "--batch-sizes",
+        default="auto,100",
+        help="illuminati -b values to try ('auto': the default, automatic)",
+    )
     parser.add_argument("--clip-value", type=int, default=4000)
     parser.add_argument("--no-profile", action="store_true", help="skip the split by part")
     args = parser.parse_args()
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    batch_sizes = [b if b == "auto" else int(b) for b in args.batch_sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="tm-pyramid-") as tmp:
         tmp_path = Path(tmp)
         log(f"simulating and converting {args.wells} wells x {args.sites} sites ...")

@@ -207,6 +207,12 @@ def test_prepare_warms_a_step_once_and_leaves_no_connection(
     entry.prepare(["metaextract", "-v", str(eid), "run", "--job", "1"])
     assert entry._warm == {("metaextract", str(eid))}
     assert not sessions._engines  # forked jobs open their own connections
+    # an init job: warmed once it started (it runs meanwhile), not before
+    entry.prepare(["imextract", str(eid), "init"])
+    assert ("imextract", str(eid)) not in entry._warm
+    entry.prepare(["imextract", str(eid), "init"], started=True)
+    assert ("imextract", str(eid)) in entry._warm
+    entry._warm.discard(("imextract", str(eid)))
     entry.prepare(["not-a-step", str(eid), "run"])  # ignored: the job reports it
     entry.prepare([])
     assert entry._warm == {("metaextract", str(eid))}

@@ -18,11 +18,15 @@ configure_mappers()
 _warm: set[tuple[str, str]] = set()
 
 
-def prepare(argv: list[str]) -> None:
-    """In the local backend's job spawner, before it forks the job `argv`: the
-    step's :meth:`~tmlib.workflow.step.Step.warm_up`, once per step and experiment."""
+def prepare(argv: list[str], started: bool = False) -> None:
+    """In the local backend's job spawner, before it forks the job `argv` and again
+    once it `started` it: the step's :meth:`~tmlib.workflow.step.Step.warm_up`, once
+    per step and experiment. For an init job, after it started: the init job runs
+    while the spawner imports what the run jobs will need."""
     words = [w for w in argv if not w.startswith("-")]
     if len(words) < 2 or not words[1].isdigit() or (words[0], words[1]) in _warm:
+        return
+    if started != (len(words) > 2 and words[2] == "init"):
         return
     from tmlib.models.session import dispose_engines
 

@@ -49,10 +49,10 @@ def _preload(spec):
     _prepare = getattr(loaded, "prepare", None)
 
 
-def _prepare_quietly(argv):
-    """The preloaded ``prepare(argv)``: imports shared by this and later jobs of a
-    step. Silent (stdout is the engine's pipe) and never failing: the job itself
-    reports what is wrong."""
+def _prepare_quietly(argv, started):
+    """The preloaded ``prepare(argv, started)``, before a job is forked and after:
+    imports shared by later jobs of a step. Silent (stdout is the engine's pipe) and
+    never failing: the job itself reports what is wrong."""
     import io
     import warnings
 
@@ -64,7 +64,7 @@ def _prepare_quietly(argv):
             warnings.catch_warnings(),
         ):
             warnings.simplefilter("ignore")
-            _prepare(argv)
+            _prepare(argv, started)
     except Exception:  # noqa: BLE001
         pass
 
@@ -175,8 +175,9 @@ def main():
                     line, buffer = buffer.split(b"\n", 1)
                     msg = json.loads(line)
                     if msg["op"] in ("start", "call"):
-                        if msg["op"] == "call" and _prepare is not None:
-                            _prepare_quietly(msg["argv"])
+                        warm = msg["op"] == "call" and _prepare is not None
+                        if warm:
+                            _prepare_quietly(msg["argv"], False)
                         pid, baseline_kb = _start(msg)
                         jobs[pid] = (msg["name"], msg["exit"], time.time(), baseline_kb)
                         pids[msg["name"]] = pid
@@ -193,6 +194,8 @@ def main():
                         }
                         _write_json(msg["pidfile"], where)
                         _send({"name": msg["name"], **where})
+                        if warm:  # e.g. while an init job runs: for its run jobs
+                            _prepare_quietly(msg["argv"], True)
                     elif msg["op"] == "kill" and msg["name"] in pids:
                         with contextlib.suppress(ProcessLookupError):
                             os.killpg(pids[msg["name"]], msg.get("signal", signal.SIGTERM))
