@@ -197,8 +197,8 @@ def test_grid_positions_equal_the_ground_truth(plates: dict[str, Path], mtype: s
     if mtype in WITH_STAGE:
         assert site_grid_positions(records) == truth  # no grid size needed
     else:
-        with pytest.raises(InvalidInputError, match="n_vertical and n_horizontal"):
-            site_grid_positions(records)
+        # without a grid size: the same near-square grid the simulator chose
+        assert site_grid_positions(records) == truth
         rows, cols = site_grid(SITES)
         assert (rows, cols) == (2, 3)
         assert site_grid_positions(records, "horizontal", rows, cols) == truth
@@ -583,10 +583,12 @@ def test_layouts():
 
 def test_layout_needs_grid_size_that_fits():
     sites = [("A01", s) for s in range(5)]
-    with pytest.raises(InvalidInputError, match="give n_vertical and n_horizontal"):
-        site_grid_positions(sites)
-    with pytest.raises(InvalidInputError, match="give n_horizontal "):
-        site_grid_positions(sites, n_vertical=2)
+    # without a grid size (or one of them) the grid is chosen to fit
+    assert site_grid_positions(sites)[("A01", 4)] == (1, 1)  # 2x3
+    assert site_grid_positions(sites, n_vertical=2)[("A01", 4)] == (1, 1)  # 2x3
+    assert site_grid_positions(sites, n_horizontal=2)[("A01", 4)] == (2, 0)  # 3x2
+    with pytest.raises(InvalidInputError, match="n_vertical must be at least 1, got 0"):
+        site_grid_positions(sites, n_vertical=0)
     with pytest.raises(InvalidInputError, match="5 sites .* 2x2 = 4"):
         site_grid_positions(sites, n_vertical=2, n_horizontal=2)
     with pytest.raises(InvalidInputError, match="unknown stitch layout 'spiral'"):
@@ -631,8 +633,8 @@ def test_wells_without_stage_positions_use_the_layout():
 
 
 def test_sites_on_one_stage_position_are_rejected():
-    sites = [("A01", 0, 0.0, 0.0), ("A01", 1, 0.1, 0.0), ("A02", 0, 0.0, 0.0), ("A02", 1, 0.0, 40)]
-    with pytest.raises(InvalidInputError, match="well A01: sites 0 and 1 fall on the same"):
+    sites = [("A01", 0, 0.0, 0.0), ("A01", 1, 0.0, 0.0), ("A02", 0, 0.0, 0.0), ("A02", 1, 0.0, 40)]
+    with pytest.raises(InvalidInputError, match="well A01: sites 0 and 1 were taken at the same"):
         site_grid_positions(sites)
 
 

@@ -93,6 +93,12 @@ class PlaneRecord:
         Index of the series (page group) in a multi-image file.
     plane : int
         Index of the page within the file (0 for single-plane files).
+    pixel_size_y, pixel_size_x : float or None
+        Size of one pixel in micrometres along image rows (y) and columns
+        (x), None when the vendor metadata does not say.  With `height` and
+        `width` they give the field's physical size, which decides what is
+        one row or column of the site grid
+        (:func:`~tmlib.microscopes.grid.site_grid_positions`).
     """
 
     filename: str
@@ -108,6 +114,8 @@ class PlaneRecord:
     bit_depth: int | None = None
     series: int = 0
     plane: int = 0
+    pixel_size_y: float | None = None
+    pixel_size_x: float | None = None
 
 
 @dataclass(frozen=True)

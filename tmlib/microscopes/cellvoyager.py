@@ -15,7 +15,9 @@ skipped), ``Row``/``Column`` (1-based plate position), ``FieldIndex``,
 ``TimePoint``, ``ZIndex``, ``ActionIndex``, ``Ch`` (1-based) and the stage
 position ``X``/``Y`` in micrometres.  ``MeasurementDetail.mrf`` holds one
 ``MeasurementChannel`` per channel (``Ch``, ``HorizontalPixels``,
-``VerticalPixels``, ``InputBitDepth``).
+``VerticalPixels``, ``InputBitDepth`` and the pixel size in micrometres
+``HorizontalPixelDimension``/``VerticalPixelDimension``; channels taken by
+different cameras or binnings may differ).
 
 Conventions of the records
 --------------------------
@@ -25,8 +27,9 @@ Conventions of the records
   ``A01_C02``; the same at every time point.
 * ``stage_x = X`` and ``stage_y = -Y``: the CellVoyager's y axis points up,
   records use the image-row direction (see :class:`PlaneRecord`).
-* height, width and bit depth come from the ``.mrf`` channel of ``Ch``
-  (None without an ``.mrf``).
+* height, width, bit depth and pixel size come from the ``.mrf`` channel
+  of ``Ch`` (None without an ``.mrf``; a pixel size that is not positive
+  counts as unknown).
 
 Without an ``.mlf`` every field comes from the file name through the named
 regex (:data:`DEFAULT_REGEX`, 1-based numbers; an optional group ``a``
@@ -37,6 +40,7 @@ positions.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -46,7 +50,7 @@ from pathlib import Path
 
 from tmlib.errors import InvalidInputError
 from tmlib.microscopes.base import MetadataReader, PlaneRecord, sort_records
-from tmlib.models.experiment import well_name
+from tmlib.plates import well_name
 
 __all__ = [
     "DEFAULT_REGEX",
@@ -68,6 +72,7 @@ _QUALIFIED = {
     key: f"{{{NAMESPACE}}}{key}"
     for key in ("Type", "Row", "Column", "FieldIndex", "Ch", "TimePoint", "ZIndex", "ActionIndex")
     + ("TimelineIndex", "X", "Y", "HorizontalPixels", "VerticalPixels", "InputBitDepth")
+    + ("HorizontalPixelDimension", "VerticalPixelDimension")
 }
 
 #: Default named regex for CellVoyager image names (used without an .mlf).
@@ -113,12 +118,14 @@ class MlfRecord:
 
 @dataclass(frozen=True)
 class ChannelInfo:
-    """One ``MeasurementChannel`` of an ``.mrf`` file."""
+    """One ``MeasurementChannel`` of an ``.mrf`` file (pixel sizes in micrometres)."""
 
     channel: int
     width: int | None
     height: int | None
     bit_depth: int | None
+    pixel_size_x: float | None = None
+    pixel_size_y: float | None = None
 
 
 def channel_name(action: int, channel: int) -> str:
@@ -287,6 +294,8 @@ def read_mrf(path: Path | str) -> dict[int, ChannelInfo]:
             width=attrs.optional_integer("HorizontalPixels"),
             height=attrs.optional_integer("VerticalPixels"),
             bit_depth=attrs.optional_integer("InputBitDepth"),
+            pixel_size_x=_positive(attrs.real("HorizontalPixelDimension")),
+            pixel_size_y=_positive(attrs.real("VerticalPixelDimension")),
         )
     depths = sorted({c.bit_depth for c in channels.values() if c.bit_depth is not None})
     if len(depths) > 1:
@@ -295,6 +304,12 @@ def read_mrf(path: Path | str) -> dict[int, ChannelInfo]:
             "all channels of an experiment must share one bit depth"
         )
     return channels
+
+
+def _positive(value: float | None) -> float | None:
+    # A zero or negative pixel size is no size at all: the grid falls back
+    # to the gaps between stage positions.
+    return value if value is not None and 0 < value < math.inf else None
 
 
 def _pick_one(files: Sequence[Path], suffix: str) -> Path | None:
@@ -370,6 +385,8 @@ class CellVoyagerReader(MetadataReader):
                     height=info.height if info else None,
                     width=info.width if info else None,
                     bit_depth=info.bit_depth if info else None,
+                    pixel_size_y=info.pixel_size_y if info else None,
+                    pixel_size_x=info.pixel_size_x if info else None,
                 )
             )
         return records
@@ -437,4 +454,6 @@ class CellVoyagerReader(MetadataReader):
             height=info.height if info else None,
             width=info.width if info else None,
             bit_depth=info.bit_depth if info else None,
+            pixel_size_y=info.pixel_size_y if info else None,
+            pixel_size_x=info.pixel_size_x if info else None,
         )

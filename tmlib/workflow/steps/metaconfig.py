@@ -17,19 +17,22 @@ import shutil
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
-import tmlib.models as tm
 from tmlib.errors import InvalidInputError
+from tmlib.lazy import lazy_import
 from tmlib.microscopes import get_microscope_type
 from tmlib.microscopes.base import PlaneRecord
-from tmlib.microscopes.grid import STITCH_LAYOUTS, site_grid_positions
+from tmlib.microscopes.grid import STITCH_LAYOUTS, plan_site_grid
 from tmlib.workflow.args import Argument
 from tmlib.workflow.cli import step_program
 from tmlib.workflow.step import Step, register_step
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+sa = lazy_import("sqlalchemy")
+tm = lazy_import("tmlib.models")
 
 
 @register_step
@@ -44,10 +47,10 @@ class MetaConfig(Step):
                  "default: the microscope type's."),
         Argument("stitch_layout", str, "horizontal", "Order of sites in a well when the files "
                  "have no stage positions.", choices=tuple(STITCH_LAYOUTS)),
-        Argument("n_vertical", int, None, "Rows of sites per well (needed without stage "
-                 "positions)."),
-        Argument("n_horizontal", int, None, "Columns of sites per well (needed without stage "
-                 "positions)."),
+        Argument("n_vertical", int, None, "Rows of sites per well, for wells without stage "
+                 "positions; default: a near-square grid for the sites per well."),
+        Argument("n_horizontal", int, None, "Columns of sites per well, for wells without "
+                 "stage positions; default: a near-square grid for the sites per well."),
         Argument("mip", bool, False, "Project z-stacks to their maximum intensity."),
     )  # fmt: skip
 
@@ -97,10 +100,12 @@ class MetaConfig(Step):
             for r in microscope.read(paths, metadata, batch["regex"])
         ]
         _check_bit_depths(records)
-        grid = site_grid_positions(
+        grid = plan_site_grid(
             records, batch["stitch_layout"], batch["n_vertical"], batch["n_horizontal"]
         )
-        planes = _group_planes(records, grid, batch["mip"])
+        for message in grid.messages:  # into the job's log: how the grid was chosen
+            print(f"acquisition {acquisition_id}: {message}", flush=True)
+        planes = _group_planes(records, grid.positions, batch["mip"])
         out = self.output_location / f"acquisition_{acquisition_id}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
