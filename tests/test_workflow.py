@@ -239,11 +239,13 @@ def test_submit_runs_everything_and_status_shows_it(plate: Plate, tmaps) -> None
     assert set(leaves) == {
         "metaextract_init_0000001",
         "metaextract_run_0000001",
+        "metaextract_run_0000002",  # automatic batch sizes: a job per core at least
         "metaconfig_init_0000001",
         "metaconfig_run_0000001",
         "metaconfig_collect_0000001",
         "imextract_init_0000001",
         "imextract_run_0000001",
+        "imextract_run_0000002",
         "imextract_collect_0000001",
         # statistics: one job per channel; pyramids: the two wells are 500 px
         # apart, so each channel's mosaic is two blocks of 512x512 px
@@ -257,9 +259,12 @@ def test_submit_runs_everything_and_status_shows_it(plate: Plate, tmaps) -> None
         "illuminati_run_0000003",
         "illuminati_run_0000004",
         "illuminati_collect_0000001",
-        # the default pipeline on all four sites in one job
+        # the default pipeline: two jobs per core, here one site each
         "jterator_init_0000001",
         "jterator_run_0000001",
+        "jterator_run_0000002",
+        "jterator_run_0000003",
+        "jterator_run_0000004",
         "jterator_collect_0000001",
     }
     assert tree["total"] == len(leaves)
@@ -271,7 +276,7 @@ def test_submit_runs_everything_and_status_shows_it(plate: Plate, tmaps) -> None
         assert all(r["exitcode"] == 0 for _, r in records.values())
 
     text = ok(cli("tm_workflow", plate.experiment_id, "status")).stdout
-    assert "TERMINATED" in text and "illuminati" in text and "21/21" in text
+    assert "TERMINATED" in text and "illuminati" in text and "26/26" in text
 
     assert_planes_match_tiffs(plate)
 
