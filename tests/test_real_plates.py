@@ -435,6 +435,7 @@ def test_cellvoyager_plate_runs_through_tm_workflow_with_defaults(tmaps, tmp_pat
         "A01",  # the plate's name looks like a well's
         irregular_fields(),
         channels=(Channel(1), Channel(2)),
+        zplanes=2,  # the default pipeline projects the stacks
         tpoint=2,  # the first time point was not taken
         failed=[Field("C05", 4, 0.0, 0.0), Field("D07", 2, 0.0, 0.0)],
     )

@@ -393,12 +393,16 @@ class DefaultInputs:
         Intensity above which the cytoplasmic stain counts as cell:
         1.5 × the channel's median (the background of a field that cells
         do not cover entirely).
+    zstacks : bool
+        Whether the channels hold z-stacks: the pipeline then starts with
+        their maximum intensity projections (its modules take 2D images).
     """
 
     nuclei: str
     cells: str
     correct: bool
     cell_threshold: int
+    zstacks: bool = False
 
 
 def default_inputs(
@@ -438,7 +442,12 @@ def default_inputs(
             median = float(np.median(stain.image_files[0].get()))
         else:
             raise InvalidInputError(f"channel {cells} has no image planes; run imextract first")
-    return DefaultInputs(nuclei, cells, correct, int(round(1.5 * median)))
+        deepest = session.scalar(
+            sa.select(sa.func.max(tm.ChannelImageFile.zplane)).where(
+                tm.ChannelImageFile.channel_id.in_([channels[nuclei].id, channels[cells].id])
+            )
+        )
+    return DefaultInputs(nuclei, cells, correct, int(round(1.5 * median)), bool(deepest))
 
 
 def create_project(location: Path, inputs: DefaultInputs, force: bool = False) -> Path:
@@ -459,7 +468,18 @@ def create_project(location: Path, inputs: DefaultInputs, force: bool = False) -
     pipeline = []
     library = Path(jtmodules.__file__).parent
     one_channel = inputs.nuclei == inputs.cells
-    for source, name, settings in DEFAULT_PIPELINE:
+    steps = list(DEFAULT_PIPELINE)
+    images = {"nuclei": inputs.nuclei, "cells": inputs.cells}
+    projected: dict[str, str] = {}  # projection module -> key of its image
+    if inputs.zstacks:  # the modules take 2D images: project each stack first
+        roles = ("nuclei",) if one_channel else ("nuclei", "cells")
+        steps[:0] = [("project.py", f"project_{role}", {"image": images[role], "method": "max"})
+                     for role in roles]  # fmt: skip
+        # keys become feature names (Intensity_max_<key>): plain words, no dots
+        projected = {f"project_{role}": f"{images[role]}_mip" for role in roles}
+        images = {role: projected[f"project_{roles[-1] if role == 'cells' else role}"]
+                  for role in images}  # fmt: skip
+    for source, name, settings in steps:
         if one_channel and name == "measure_intensity_cells":
             continue  # the same intensities as measure_intensity_nuclei
         module = source[:-3]
@@ -467,8 +487,8 @@ def create_project(location: Path, inputs: DefaultInputs, force: bool = False) -
         for handle in handles.get("input") or []:
             if handle["name"] in settings:
                 setting = settings[handle["name"]]
-                if isinstance(setting, str):
-                    setting = setting.format(nuclei=inputs.nuclei, cells=inputs.cells)
+                if isinstance(setting, str) and not name.startswith("project_"):
+                    setting = setting.format(**images)
                 elif setting is CELL_THRESHOLD:
                     setting = inputs.cell_threshold
                 elif setting is CELL_THRESHOLD_HIGH:
@@ -477,6 +497,8 @@ def create_project(location: Path, inputs: DefaultInputs, force: bool = False) -
         for handle in handles.get("output") or []:
             if "key" in handle:
                 handle["key"] = REGISTERED.get(name, f"{name}.{handle['name']}")
+                if name in projected and handle["name"] == "projected_image":
+                    handle["key"] = projected[name]
         (handles_dir / f"{name}.handles.yaml").write_text(yaml.safe_dump(handles, sort_keys=False))
         pipeline.append({"source": source, "handles": f"handles/{name}.handles.yaml",
                          "active": True})  # fmt: skip
