@@ -242,9 +242,10 @@ def _sites_with_cells(experiment_id: int) -> set[int]:
     with tm.utils.ExperimentSession(experiment_id) as session:
         return set(
             session.scalars(
-                sa.select(sa.distinct(tm.Mapobject.partition_key))
+                sa.select(tm.Mapobject.partition_key)
                 .join(tm.MapobjectType)
                 .where(tm.MapobjectType.name == "Cells")
+                .distinct()
             )
         )
 
