@@ -871,13 +871,17 @@ def rename_channel(
 ACCESS_LEVELS = ("read", "write", "owner")
 
 
-#: one query for :func:`access_level`; text, so it is not rebuilt on every request
-_ACCESS_QUERY = sa.text(
+#: one query for :func:`access_level`, in both DB-API parameter styles: it
+#: runs on the driver's connection, since SQLAlchemy's execution path costs
+#: several times the query itself (measured: 0.16 ms against 0.035 ms)
+_ACCESS_SQL = (
     "SELECT u.id, u.token_epoch, r.user_id, s.write_access, s.id FROM users u "
-    "LEFT JOIN experiment_references r ON r.id = :experiment "
+    "LEFT JOIN experiment_references r ON r.id = {experiment} "
     "LEFT JOIN experiment_shares s ON s.experiment_id = r.id AND s.user_id = u.id "
-    "WHERE u.id = :user"
+    "WHERE u.id = {user}"
 )
+_ACCESS_QUERY_NAMED = _ACCESS_SQL.format(experiment=":experiment", user=":user")  # sqlite3
+_ACCESS_QUERY_PYFORMAT = _ACCESS_SQL.format(experiment="%(experiment)s", user="%(user)s")
 
 
 def access_level(
@@ -904,11 +908,17 @@ def access_level(
         ``(user_exists, experiment_exists, level)`` where level is ``"owner"``,
         ``"write"``, ``"read"`` or None (no access, or no experiment asked for).
     """
-    with main_engine(db_url).connect() as conn:
-        row = conn.execute(
-            _ACCESS_QUERY,
-            {"user": user_id, "experiment": -1 if experiment_id is None else experiment_id},
-        ).first()
+    engine = main_engine(db_url)
+    params = {"user": user_id, "experiment": -1 if experiment_id is None else experiment_id}
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        pyformat = engine.dialect.paramstyle in ("pyformat", "format")
+        cursor.execute(_ACCESS_QUERY_PYFORMAT if pyformat else _ACCESS_QUERY_NAMED, params)
+        row = cursor.fetchone()
+        cursor.close()
+    finally:
+        connection.close()
     if row is None or (token_epoch is not None and row[1] != token_epoch):
         return False, experiment_id is None, None
     _, _, owner_id, write_access, share_id = row

@@ -17,6 +17,7 @@ from tmlib.config import load_settings
 from tmserver.auth import QUERY_TOKEN, init_auth
 from tmserver.config import ServerConfig, load_server_config
 from tmserver.errors import MalformedRequestError, PayloadTooLargeError, register_error_handlers
+from tmserver.fastpath import FastRoutes
 from tmserver.openapi import openapi_spec
 from tmserver.routing import LONE_SURROGATE
 
@@ -54,6 +55,7 @@ def create_app(config: ServerConfig | None = None, **flask_config: Any) -> Flask
     app.config["TMAPS_DB_URL"] = load_settings().db_url
     app.config["MAX_CONTENT_LENGTH"] = config.max_upload_mb * 1024 * 1024
     app.config.update(flask_config)
+    app.wsgi_app = FastRoutes(app.wsgi_app, app, [api, jtui])  # type: ignore[method-assign]
     if config.trusted_proxies:
         # the client's address (counted by the login limits) is the proxy's otherwise
         n = config.trusted_proxies

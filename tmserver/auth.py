@@ -24,6 +24,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import jwt
 from flask import Blueprint, Flask, current_app, g, jsonify, request
@@ -88,14 +89,25 @@ def create_token(
     return jwt.encode(payload, config.secret_key, algorithm=_ALGORITHM), lifetime.total_seconds()
 
 
-def authenticate(token: str | None = None, *, tiles: bool = False) -> int:
-    """Check the request's token; store the caller's id, name and epoch in :data:`flask.g`.
+@dataclass(frozen=True)
+class Caller:
+    """Who a verified token names: the user's id, name and token epoch."""
 
-    The token comes from the ``Authorization`` header unless `token` (from the
-    URL) is given; a token from the URL must be a tile token, and a tile token
-    is accepted only where `tiles` is true. Whether the user still exists with
-    that epoch is checked with the permission (one query, see
-    :func:`tmserver.routing.check_access`).
+    user_id: int
+    user_name: str | None
+    token_epoch: int
+
+
+def verify_token(
+    authorization: str, query_token: str | None, secret: str, *, tiles: bool = False
+) -> Caller:
+    """The caller a request's token names, if the token is valid here.
+
+    The token is `query_token` (sent as ``?access_token=``) when given, else
+    the one in the ``Authorization`` header value `authorization`. A token
+    from the URL must be a tile token, and a tile token is accepted only where
+    `tiles` is true. Whether the user still exists with that epoch is checked
+    with the permission (one query, see :func:`tmserver.routing.access_for`).
 
     Raises
     ------
@@ -103,28 +115,41 @@ def authenticate(token: str | None = None, *, tiles: bool = False) -> int:
         When the header is missing or the token is expired, forged, malformed
         or of the wrong scope.
     """
-    from_url = token is not None
+    token = query_token
     if token is None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = authorization.partition(" ")
         if scheme.upper() not in ("JWT", "BEARER"):
             token = ""
     if not token.strip():
         raise NotAuthorizedError("authorization required: send 'Authorization: JWT <token>'")
-    payload = _verified(token.strip(), current_app.config["TMSERVER"].secret_key)
+    payload = _verified(token.strip(), secret)
     user_id, epoch, scope = payload.get("uid"), payload.get("epoch"), payload.get("scope")
     if not isinstance(user_id, int) or not isinstance(epoch, int):
         raise NotAuthorizedError("invalid token: log in again (POST /auth)")
-    if from_url and scope != TILES:
+    if query_token is not None and scope != TILES:
         raise NotAuthorizedError(
             "only tile tokens (POST /auth/tile_token) may be sent as ?access_token="
         )
     if scope is not None and not (scope == TILES and tiles):
         raise NotAuthorizedError("a tile token is valid for map tiles only")
-    g.user_id = user_id
-    g.user_name = payload.get("uname")
-    g.token_epoch = epoch
-    return user_id
+    return Caller(user_id, payload.get("uname"), epoch)
+
+
+def authenticate(token: str | None = None, *, tiles: bool = False) -> int:
+    """Check the request's token (:func:`verify_token`); keep the caller in :data:`flask.g`.
+
+    `token` is one sent in the URL; without it the ``Authorization`` header's counts.
+    """
+    caller = verify_token(
+        request.headers.get("Authorization", ""),
+        token,
+        current_app.config["TMSERVER"].secret_key,
+        tiles=tiles,
+    )
+    g.user_id = caller.user_id
+    g.user_name = caller.user_name
+    g.token_epoch = caller.token_epoch
+    return caller.user_id
 
 
 _verified_tokens: dict[tuple[str, str], dict] = {}

@@ -83,44 +83,61 @@ class ServiceUnavailableError(HTTPError):
     status_code = 503
 
 
+def error_fields(err: Exception) -> tuple[int, str, str]:
+    """``(status_code, message, type)`` of the JSON error that answers `err`.
+
+    A library error may name its own status (``http_status``: e.g. 403
+    refused, 429 over a quota); otherwise :class:`~tmlib.errors.NotFoundError`
+    is 404, :class:`~tmlib.errors.AlreadyExistsError` 409 and any other
+    :class:`~tmlib.errors.UserError` 400. Anything unexpected is a 500 that
+    names only the exception's type.
+    """
+    if isinstance(err, HTTPError):
+        return err.status_code, err.message, type(err).__name__
+    if isinstance(err, UserError):
+        status = getattr(err, "http_status", None)
+        if not isinstance(status, int):
+            status = (
+                404
+                if isinstance(err, NotFoundError)
+                else 409
+                if isinstance(err, AlreadyExistsError)
+                else 400
+            )
+        return status, str(err), type(err).__name__
+    if isinstance(err, HTTPException):
+        return err.code or 500, err.description or err.name, type(err).__name__
+    return 500, f"internal error: {type(err).__name__}", "ServerError"
+
+
+def error_body(status_code: int, message: str, kind: str) -> dict:
+    """The JSON error body every failure of the API is answered with."""
+    return {"error": {"error": True, "message": message, "status_code": status_code, "type": kind}}
+
+
+def retry_after_header(err: Exception) -> str | None:
+    """The ``Retry-After`` value (whole seconds, at least 1) an error asks for, if any."""
+    seconds = getattr(err, "retry_after", None)
+    return None if seconds is None else str(max(1, math.ceil(seconds)))
+
+
 def error_response(status_code: int, message: str, kind: str) -> Response:
     """The JSON error body every failure of the API is answered with."""
-    response = jsonify(
-        error={"error": True, "message": message, "status_code": status_code, "type": kind}
-    )
+    response = jsonify(error_body(status_code, message, kind))
     response.status_code = status_code
     return response
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Answer every error, expected or not, with the JSON error body."""
-
-    @app.errorhandler(HTTPError)
-    def _http_error(err: HTTPError) -> Response:
-        response = error_response(err.status_code, err.message, type(err).__name__)
-        if err.retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
-        return response
-
-    @app.errorhandler(UserError)
-    def _user_error(err: UserError) -> Response:
-        # a library error may name its own status (e.g. 403 refused, 429 over a quota)
-        if isinstance(getattr(err, "http_status", None), int):
-            status = err.http_status
-        elif isinstance(err, NotFoundError):
-            status = 404
-        elif isinstance(err, AlreadyExistsError):
-            status = 409
-        else:
-            status = 400
-        return error_response(status, str(err), type(err).__name__)
-
-    @app.errorhandler(HTTPException)
-    def _werkzeug_error(err: HTTPException) -> Response:
-        code = err.code or 500
-        return error_response(code, err.description or err.name, type(err).__name__)
+    """Answer every error, expected or not, with the JSON error body (:func:`error_fields`)."""
 
     @app.errorhandler(Exception)
-    def _unexpected(err: Exception) -> Response:
-        logger.exception("unexpected error")
-        return error_response(500, f"internal error: {type(err).__name__}", "ServerError")
+    def _error(err: Exception) -> Response:
+        status, message, kind = error_fields(err)
+        if status == 500 and not isinstance(err, HTTPException):
+            logger.exception("unexpected error")
+        response = error_response(status, message, kind)
+        retry_after = retry_after_header(err)
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
+        return response

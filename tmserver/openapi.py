@@ -141,13 +141,13 @@ def _auth_operation(operation_id: str, summary: str) -> dict[str, Any]:
 
 def openapi_spec(apis: list[Api], title: str = "TissueMAPS", version: str = "0.1.0") -> dict:
     """The OpenAPI 3.0 document for the routes declared on `apis`."""
-    from tmserver.routing import _PATH_PARAM  # the one definition of a path parameter
+    from tmserver.routing import PATH_PARAM  # the one definition of a path parameter
 
     paths: dict[str, dict[str, Any]] = {}
     for api in apis:
         for endpoint in api.endpoints:
             full = api.url_prefix + endpoint.path
-            names = _PATH_PARAM.findall(endpoint.path)
+            names = PATH_PARAM.findall(endpoint.path)
             paths.setdefault(full, {})[endpoint.method.lower()] = _operation(api, endpoint, names)
     paths["/auth"] = {
         "post": {

@@ -28,14 +28,15 @@ import functools
 import math
 import re
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.http import parse_etags, quote_etag
 
 from tmlib import registry
-from tmserver.auth import QUERY_TOKEN, authenticate
+from tmserver.auth import QUERY_TOKEN, Caller, authenticate
 from tmserver.errors import (
     ForbiddenError,
     MalformedRequestError,
@@ -49,7 +50,7 @@ from tmserver.ids import decode_id
 ID = "id"
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
-_PATH_PARAM = re.compile(r"\{([a-z_]+)\}")
+PATH_PARAM = re.compile(r"\{([a-z_]+)\}")
 #: a lone surrogate (e.g. "\\ud800" in JSON): not Unicode text, fails in the database
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -101,6 +102,10 @@ class Endpoint:
     files: dict[str, Param] = field(default_factory=dict)
     produces: str = "application/json"
     token_in_query: bool = False
+    #: also served by :mod:`tmserver.fastpath`, without Flask's request machinery
+    fast: bool = False
+    #: the view function, as declared
+    view: Callable[..., Any] | None = None
 
 
 def _parse_bool(name: str, raw: Any) -> bool:
@@ -169,7 +174,16 @@ def _convert(name: str, param: Param, raw: Any, from_query: bool) -> Any:
     return raw  # object: anything JSON
 
 
-def _parse(params: dict[str, Param], source: dict[str, Any], where: str, from_query: bool):
+def parse_params(
+    params: dict[str, Param], source: Mapping[str, Any], where: str, from_query: bool
+) -> dict[str, Any]:
+    """The declared `params` read from `source` (query arguments or a JSON body).
+
+    Raises
+    ------
+    MissingParameterError, MalformedRequestError
+        For a missing required or a malformed parameter.
+    """
     values = {}
     for name, param in params.items():
         if name not in source or (from_query and source[name] == "" and param.type is not str):
@@ -201,10 +215,12 @@ def content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
-def check_access(experiment_id: int | None, permission: str | None) -> None:
-    """Whether the authenticated caller exists and may `permission` the experiment.
+def access_for(
+    caller: Caller, experiment_id: int | None, permission: str | None, db_url: str
+) -> str | None:
+    """The caller's access to an experiment (``owner``, ``write``, ``read``), if allowed.
 
-    Stores the caller's level (``owner``, ``write``, ``read``) in ``g.access``.
+    Also checks that the caller's user still exists with the token's epoch.
 
     Raises
     ------
@@ -216,24 +232,59 @@ def check_access(experiment_id: int | None, permission: str | None) -> None:
         When the caller may not access it that way.
     """
     user_exists, experiment_exists, level = registry.access_level(
-        g.user_id,
+        caller.user_id,
         experiment_id if permission is not None else None,
-        current_app.config["TMAPS_DB_URL"],
-        token_epoch=g.token_epoch,
+        db_url,
+        token_epoch=caller.token_epoch,
     )
     if not user_exists:
         raise NotAuthorizedError(
             "invalid token: the user does not exist any more or logged out everywhere"
         )
-    g.access = level
     if permission is None:
-        return
+        return level
     if not experiment_exists:
         raise ResourceNotFoundError(f"experiment {experiment_id} does not exist")
     if level is None or (permission == "write" and level == "read"):
         raise ForbiddenError(
-            f"user {g.user_name!r} has no {permission} access to experiment {experiment_id}"
+            f"user {caller.user_name!r} has no {permission} access to experiment {experiment_id}"
         )
+    return level
+
+
+def check_access(experiment_id: int | None, permission: str | None) -> None:
+    """:func:`access_for` the caller :func:`~tmserver.auth.authenticate` stored in ``g``.
+
+    Stores the caller's level (``owner``, ``write``, ``read``) in ``g.access``.
+    """
+    caller = Caller(g.user_id, g.user_name, g.token_epoch)
+    g.access = access_for(caller, experiment_id, permission, current_app.config["TMAPS_DB_URL"])
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A view's binary answer: the bytes, their type and how clients may cache them.
+
+    With an `etag`, a request whose ``If-None-Match`` names it gets an empty 304.
+    """
+
+    data: bytes
+    mimetype: str
+    cache_control: str | None = None
+    etag: str | None = None
+
+    def answer(self, if_none_match: str | None) -> tuple[int, list[tuple[str, str]], bytes]:
+        """``(status, headers, body)`` for a request with that ``If-None-Match`` header."""
+        headers = []
+        if self.cache_control is not None:
+            headers.append(("Cache-Control", self.cache_control))
+        if self.etag is not None:
+            headers.append(("ETag", quote_etag(self.etag)))
+            if if_none_match and parse_etags(if_none_match).contains(self.etag):
+                return 304, headers, b""
+        headers.append(("Content-Type", self.mimetype))
+        headers.append(("Content-Length", str(len(self.data))))
+        return 200, headers, self.data
 
 
 class Api:
@@ -267,6 +318,7 @@ class Api:
         produces: str = "application/json",
         token_in_query: bool = False,
         bulk_json: bool = False,
+        fast: bool = False,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a route (see the module docstring).
 
@@ -277,8 +329,16 @@ class Api:
         Bodies are limited to ``TMAPS_MAX_JSON_MB``, those of routes with
         `files` to ``TMAPS_MAX_UPLOAD_MB``, and those of `bulk_json` routes
         (data uploaded as JSON) to ``TMAPS_MAX_BULK_JSON_MB``.
+
+        A `fast` route (a GET without body, whose view returns a :class:`Blob`
+        and uses neither ``flask.request`` nor ``flask.g``) is answered by
+        :mod:`tmserver.fastpath` before Flask sees the request, with the same
+        checks in the same order; map tiles are, as viewers ask for hundreds
+        a second.
         """
-        path_names = _PATH_PARAM.findall(path)
+        path_names = PATH_PARAM.findall(path)
+        if fast and (method.upper() != "GET" or body or files):
+            raise ValueError(f"{path}: only GET routes without a body can be fast")
         if permission is not None and "experiment_id" not in path_names:
             raise ValueError(f"{path}: a permission needs an experiment_id in the path")
         endpoint = Endpoint(
@@ -293,8 +353,9 @@ class Api:
             files=dict(files or {}),
             produces=produces,
             token_in_query=token_in_query,
+            fast=fast,
         )
-        rule = _PATH_PARAM.sub(r"<\1>", path)
+        rule = PATH_PARAM.sub(r"<\1>", path)
 
         def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(view)
@@ -310,20 +371,25 @@ class Api:
                 }
                 if endpoint.authenticated:
                     check_access(kwargs.get("experiment_id"), endpoint.permission)
-                kwargs.update(_parse(endpoint.query, request.args, "GET", from_query=True))
+                kwargs.update(parse_params(endpoint.query, request.args, "GET", from_query=True))
                 if endpoint.body:
                     data = request.get_json(silent=True)
                     if data is None:
                         data = {}
                     if not isinstance(data, dict):
                         raise MalformedRequestError("the request body must be a JSON object")
-                    kwargs.update(_parse(endpoint.body, data, method.upper(), from_query=False))
+                    kwargs.update(
+                        parse_params(endpoint.body, data, method.upper(), from_query=False)
+                    )
                 for name, param in endpoint.files.items():
                     upload = request.files.get(name)
                     if upload is None and param.required:
                         raise MissingParameterError(f"missing multipart file field {name!r}")
                     kwargs[name] = upload
                 result = view(**kwargs)
+                if isinstance(result, Blob):
+                    status, headers, data = result.answer(request.headers.get("If-None-Match"))
+                    return Response(data, status=status, headers=headers)
                 if isinstance(result, Response):
                     return result
                 return jsonify(result)
@@ -335,6 +401,7 @@ class Api:
             self.blueprint.add_url_rule(
                 rule, endpoint=view.__name__, view_func=handle, methods=[endpoint.method]
             )
+            endpoint.view = view
             self.endpoints.append(endpoint)
             return view
 

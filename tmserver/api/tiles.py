@@ -7,12 +7,11 @@ loaders send no headers). The work is in :mod:`tmlib.maptiles`.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Response, request
 
 import tmlib.models as tm
 from tmlib import maptiles
 from tmserver.api import api
-from tmserver.routing import Param
+from tmserver.routing import Blob, Param
 
 TAG = "tiles"
 #: tiles change only when a pyramid or a segmentation is rebuilt
@@ -33,18 +32,15 @@ _XYZ = {
     query=_XYZ,
     produces="image/jpeg",
     token_in_query=True,
+    fast=True,
 )
-def get_channel_layer_tile(experiment_id: int, channel_layer_id: int, x: int, y: int, z: int):
+def get_channel_layer_tile(
+    experiment_id: int, channel_layer_id: int, x: int, y: int, z: int
+) -> Blob:
     data = maptiles.raster_tile(experiment_id, channel_layer_id, z, x, y)
     version = maptiles.raster_tile_version(experiment_id, channel_layer_id)
     etag = f"{channel_layer_id}-{version}-{z}-{x}-{y}"
-    if request.if_none_match.contains(etag):
-        response = Response(status=304)
-    else:
-        response = Response(data, mimetype="image/jpeg")
-    response.headers["Cache-Control"] = _CACHE_CONTROL
-    response.set_etag(etag)
-    return response
+    return Blob(data, "image/jpeg", _CACHE_CONTROL, etag)
 
 
 def serialize_segmentation_layer(layer: tm.SegmentationLayer, image_size: dict) -> dict:
@@ -99,10 +95,8 @@ def get_segmentation_layers(
         return {"data": [serialize_segmentation_layer(x, size) for x in session.scalars(query)]}
 
 
-def _geojson(data: bytes) -> Response:
-    response = Response(data, mimetype="application/geo+json")
-    response.headers["Cache-Control"] = "private, no-cache"
-    return response
+def _geojson(data: bytes) -> Blob:
+    return Blob(data, "application/geo+json", "private, no-cache")
 
 
 @api.route(
@@ -113,10 +107,11 @@ def _geojson(data: bytes) -> Response:
     query=_XYZ,
     produces="application/geo+json",
     token_in_query=True,
+    fast=True,
 )
 def get_segmentation_layer_tile(
     experiment_id: int, segmentation_layer_id: int, x: int, y: int, z: int
-) -> Response:
+) -> Blob:
     return _geojson(maptiles.vector_tile(experiment_id, segmentation_layer_id, z, x, y))
 
 
@@ -128,10 +123,11 @@ def get_segmentation_layer_tile(
     query={**_XYZ, "result_name": Param(str, required=True)},
     produces="application/geo+json",
     token_in_query=True,
+    fast=True,
 )
 def get_segmentation_layer_labeled_tile(
     experiment_id: int, segmentation_layer_id: int, x: int, y: int, z: int, result_name: str
-) -> Response:
+) -> Blob:
     objects = maptiles.tile_objects(experiment_id, segmentation_layer_id, z, x, y)
     labels = maptiles.tile_labels(experiment_id, objects.type_name, result_name, objects)
     return _geojson(maptiles.feature_collection(objects, labels))
