@@ -730,7 +730,8 @@ def test_job_log_of_a_bad_input_failure_has_the_traceback(tmaps, simulated, tmp_
     eid = new_experiment("cellvoyager")
     add_acquisition(eid, "acq", src)
     (src / CV_FILE).write_bytes(b"garbage" * 100)
-    get_step("metaextract")(eid).init({})
+    # one job, so job 1 reads the bad file (automatic batch sizes split by the cores)
+    assert get_step("metaextract")(eid).init({"batch_size": 100}) == 1
     proc = subprocess.run(
         [BIN / "metaextract", "-vv", str(eid), "run", "-j", "1"], capture_output=True, text=True
     )

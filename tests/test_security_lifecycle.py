@@ -199,7 +199,7 @@ def test_a_deleted_tile_container_is_let_go(monkeypatch, tmp_path) -> None:
     """A tile reader kept open would hold a deleted experiment's container on disk."""
     from tmlib import maptiles
 
-    key = (7, 1)
+    key = maptiles._layer_key(7, 1)
     monkeypatch.setitem(maptiles._paths, key, (str(tmp_path / "gone.tiles"), 3))
     monkeypatch.setitem(maptiles._readers, key, (str(tmp_path / "gone.tiles"), 1, object()))
     with pytest.raises(NotFoundError):

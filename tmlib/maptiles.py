@@ -66,13 +66,22 @@ def black_tile() -> bytes:
     return encode_tile(np.zeros((TILE_SIZE, TILE_SIZE), np.uint8))
 
 
-_readers: dict[tuple[int, int], tuple[str, int, TileReader]] = {}
-_paths: dict[tuple[int, int], tuple[str, int]] = {}
+_LayerKey = tuple[tuple[str | None, ...], int, int]
+_readers: dict[_LayerKey, tuple[str, int, TileReader]] = {}
+_paths: dict[_LayerKey, tuple[str, int]] = {}
 _lock = threading.Lock()
+_INSTALLATION_VARS = ("TMAPS_DB_URL", "TMAPS_HOME", "TMAPS_CONFIG_FILE")
+
+
+def _layer_key(experiment_id: int, channel_layer_id: int) -> _LayerKey:
+    """Cache key of a layer: ids repeat across installations (a test process, or a
+    Python session, may open several), so the installation is part of it."""
+    installation = tuple(os.environ.get(name) for name in _INSTALLATION_VARS)
+    return (installation, experiment_id, channel_layer_id)
 
 
 def _layer_info(experiment_id: int, channel_layer_id: int) -> tuple[str, int]:
-    key = (experiment_id, channel_layer_id)
+    key = _layer_key(experiment_id, channel_layer_id)
     found = _paths.get(key)
     if found is not None:
         return found
@@ -99,7 +108,7 @@ def raster_tile(experiment_id: int, channel_layer_id: int, z: int, x: int, y: in
     InvalidInputError
         A zoom level outside the pyramid or a negative position.
     """
-    key = (experiment_id, channel_layer_id)
+    key = _layer_key(experiment_id, channel_layer_id)
     path, max_zoom = _layer_info(experiment_id, channel_layer_id)
     check_tile(z, x, y, max_zoom)
     try:
@@ -128,7 +137,7 @@ def raster_tile(experiment_id: int, channel_layer_id: int, z: int, x: int, y: in
 
 def raster_tile_version(experiment_id: int, channel_layer_id: int) -> int:
     """Modification time (ns) of the container serving a layer (for ETags); 0 if unknown."""
-    cached = _readers.get((experiment_id, channel_layer_id))
+    cached = _readers.get(_layer_key(experiment_id, channel_layer_id))
     return cached[1] if cached else 0
 
 
@@ -254,7 +263,7 @@ class _PartitionObjects:
     geojson: dict[float, np.ndarray]  # GeoJSON of the shapes simplified with a tolerance
 
 
-_layers: dict[tuple[int, int], _LayerInfo] = {}
+_layers: dict[_LayerKey, _LayerInfo] = {}
 _partitions: OrderedDict[tuple, _PartitionObjects] = OrderedDict()
 _cache_lock = threading.Lock()
 #: cache keys being read again by some thread; the others use the old entry meanwhile
@@ -264,17 +273,17 @@ _refreshing: set[tuple] = set()
 def forget_objects(experiment_id: int) -> None:
     """Drop this process's cached layers and objects of an experiment (after writing them)."""
     with _cache_lock:
-        for key in [k for k in _layers if k[0] == experiment_id]:
+        for key in [k for k in _layers if k[1] == experiment_id]:
             del _layers[key]
-        for key in [k for k in _partitions if k[0] == experiment_id]:
+        for key in [k for k in _partitions if k[1] == experiment_id]:
             del _partitions[key]
         global _rendered_bytes
-        for key in [k for k in _rendered if k[0] == experiment_id]:
+        for key in [k for k in _rendered if k[1] == experiment_id]:
             _rendered_bytes -= len(_rendered.pop(key)[0])
 
 
 def _layer(experiment_id: int, segmentation_layer_id: int) -> _LayerInfo:
-    key = (experiment_id, segmentation_layer_id)
+    key = _layer_key(experiment_id, segmentation_layer_id)
     found = _layers.get(key)
     if found is not None and found.expires > time.monotonic():
         return found
@@ -306,7 +315,7 @@ def _partition_objects(
     refreshing = []
     with _cache_lock:
         for key in keys:
-            full_key = (experiment_id, segmentation_layer_id, key, polygons)
+            full_key = (*_layer_key(experiment_id, segmentation_layer_id), key, polygons)
             entry = _partitions.get(full_key)
             if entry is None:
                 continue
@@ -358,9 +367,10 @@ def _read_partitions(
         ids = np.array([i for i, _ in items], np.int64)
         found[key] = _PartitionObjects(ids, shapes, shapely.bounds(shapes).reshape(-1, 4),
                                        expires, {})  # fmt: skip
+    layer_key = _layer_key(experiment_id, segmentation_layer_id)
     with _cache_lock:
         for key in keys:
-            _partitions[(experiment_id, segmentation_layer_id, key, polygons)] = found[key]
+            _partitions[(*layer_key, key, polygons)] = found[key]
         while len(_partitions) > CACHE_ENTRIES:
             _partitions.popitem(last=False)
 
@@ -468,7 +478,7 @@ def vector_tile(experiment_id: int, segmentation_layer_id: int, z: int, x: int, 
     asks for them again on every pan, so they are rendered once per period.
     """
     global _rendered_bytes
-    key = (experiment_id, segmentation_layer_id, z, x, y)
+    key = (*_layer_key(experiment_id, segmentation_layer_id), z, x, y)
     now = time.monotonic()
     with _cache_lock:
         found = _rendered.get(key)
