@@ -22,6 +22,11 @@ from tmlib.models.session import dispose_engines
 
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
+# Programs run in processes of their own here, so that each test's environment
+# and timing stay its own; tests/test_warm_start.py runs them through the
+# warm-start server (TMAPS_WARM_START=1 runs every test so).
+os.environ.setdefault("TMAPS_WARM_START", "0")
+
 
 def pg_admin_url() -> str:
     return os.environ.get("TMAPS_TEST_PG_URL", DEFAULT_PG_URL)

@@ -22,6 +22,7 @@ _OWNER = click.option(
 @click.group(
     name="tm_add",
     cls=Program,
+    warm=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Example, registering a CellVoyager plate:

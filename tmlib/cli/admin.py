@@ -12,6 +12,7 @@ from tmlib.cli.base import EXIT_FAILED, Program, handle_errors, verbosity_option
 @click.group(
     name="tm_admin",
     cls=Program,
+    warm=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Examples:

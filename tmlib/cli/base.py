@@ -54,8 +54,19 @@ class Program(click.Group):
     mode policy is applied before the command runs (:func:`start_program`).
     """
 
+    def __init__(self, *args: Any, warm: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: run in a warm-start server when one is up (:mod:`tmlib.cli.warm`)
+        self.warm = warm
+
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         program = self.name or "tissuemaps"
+        if self.warm and standalone_mode and not args and not kwargs:
+            from tmlib.cli.warm import run_warm
+
+            code = run_warm(program)
+            if code is not None:
+                sys.exit(code)
         start_program(program)
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)

@@ -21,6 +21,7 @@ yaml = lazy_import("yaml")
 @click.group(
     name="tm_workflow",
     cls=Program,
+    warm=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Examples:

@@ -108,6 +108,7 @@ def step_program(
     @click.group(
         name=step_cls.name,
         cls=Program,
+        warm=True,
         context_settings=_CONTEXT,
         help=f"{step_cls.fullname}: {step_cls.description}\n\n"
         "Methods run in order: init (cut the work into batches), run (one job per batch, "

@@ -250,12 +250,17 @@ class Step(abc.ABC):
         write anything; a module that fails to import is left out (the job
         reports the error).
         """
-        modules = [c.__module__ for c in type(self).__mro__ if c.__module__.startswith("tmlib.")]
-        for name in dict.fromkeys(n for m in modules for n in imported_modules(m)):
+        for name in type(self).late_imports():
             try:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001, S112 - the job reports it
                 continue
+
+    @classmethod
+    def late_imports(cls) -> tuple[str, ...]:
+        """The modules that this step's own modules import anywhere (see :meth:`warm_up`)."""
+        modules = [c.__module__ for c in cls.__mro__ if c.__module__.startswith("tmlib.")]
+        return tuple(dict.fromkeys(n for m in modules for n in imported_modules(m)))
 
     def remove_stale_temporaries(self, everything: bool = False) -> int:
         """Remove the temporary files that killed jobs of this step left behind

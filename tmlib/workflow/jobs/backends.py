@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tmlib.cli import warm
 from tmlib.workflow.jobs import procs, spawner
 from tmlib.workflow.jobs.job import JobSpec, read_exit_file, read_json_file
 
@@ -146,9 +147,12 @@ class LocalBackend(Backend):
             if preloaded:
                 assert self.preload is not None
                 command = [sys.executable, spawner.__file__, "--preload", self.preload[1]]
+                # in a warm-started command: forked by its server, with the imports made
+                forked = warm.start_spawner(self.preload[1])
             else:  # without site-packages: small, so it does not inflate its jobs' peak memory
                 command = [sys.executable, "-S", "-E", spawner.__file__]
-            spawner_ = self._spawners[preloaded] = _Spawner(command)
+                forked = None
+            spawner_ = self._spawners[preloaded] = _Spawner(command, forked)
         return spawner_
 
     def free_cores(self) -> int:
@@ -346,8 +350,8 @@ def take_prestarted(cores: int, preload: tuple[Sequence[str], str]) -> LocalBack
 class _Spawner:
     """A running :mod:`.spawner` process and its JSON-lines pipes."""
 
-    def __init__(self, command: list[str]) -> None:
-        self.proc = subprocess.Popen(
+    def __init__(self, command: list[str], forked: warm.ForkedProcess | None = None) -> None:
+        self.proc: subprocess.Popen | warm.ForkedProcess = forked or subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -403,4 +407,5 @@ def _is_spawner(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return spawner.__file__.encode() in cmdline
+    # or one that a warm-start server forked (see tmlib.cli.warm.start_spawner)
+    return spawner.__file__.encode() in cmdline or b"tmlib.cli.warm" in cmdline

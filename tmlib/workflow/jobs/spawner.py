@@ -275,15 +275,20 @@ def _send(record):
         pass
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--task":
-        code = task(sys.argv[2], int(sys.argv[3]))
-        sys.exit(code if code >= 0 else 128 - code)
+def serve(preload=None):
+    """Serve an engine on stdin/stdout (with `preload`: "module:function") and exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the engine to handle
-    if len(sys.argv) == 3 and sys.argv[1] == "--preload":
-        _preload(sys.argv[2])
+    if preload is not None:
+        _preload(preload)
     main()
     sys.stdout.flush()
     # no interpreter teardown: with a preloaded program's modules it takes about a
     # second, which the engine, waiting for this process to end, would spend too
     os._exit(0)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--task":
+        code = task(sys.argv[2], int(sys.argv[3]))
+        sys.exit(code if code >= 0 else 128 - code)
+    serve(sys.argv[2] if len(sys.argv) == 3 and sys.argv[1] == "--preload" else None)
