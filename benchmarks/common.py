@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,7 +68,21 @@ def registered_plate(
     tm(["tm_add", "plate", "-e", eid, "-p", "p"])
     tm(["tm_add", "acquisition", "-e", eid, "-p", "p", "-a", "a"])
     tm(["tm_add", "files", "-e", eid, "-p", "p", "-a", "a", "-s", str(plate)])
+    wait_for_warm_server()
     return eid
+
+
+def wait_for_warm_server(timeout: float = 120) -> None:
+    """Wait until the warm-start server that our first commands started listens, as it
+    does for a user after their first commands (see tmlib.cli.warm); no-op when off."""
+    from tmlib.cli import warm
+
+    if not warm.enabled():
+        return
+    path = warm.socket_path()
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def job_times(eid: int) -> dict:

@@ -532,16 +532,23 @@ class Server:
 
 
 def _import_what_jobs_use() -> None:
-    """The modules the built-in steps import late (their jobs' and spawners' imports)."""
+    """The modules the built-in steps import late (their jobs' and spawners' imports),
+    and the built-in jterator modules (which ``jterator init`` checks by importing)."""
     import importlib
+    import pkgutil
 
     from tmlib.workflow.step import BUILTIN_STEPS, get_step
 
+    modules: list[str] = []
     for name in BUILTIN_STEPS:
         with contextlib.suppress(Exception):
-            for module in get_step(name).late_imports():
-                with contextlib.suppress(Exception):
-                    importlib.import_module(module)
+            modules.extend(get_step(name).late_imports())
+    with contextlib.suppress(Exception):
+        package = importlib.import_module("jtmodules")
+        modules.extend(f"jtmodules.{m.name}" for m in pkgutil.iter_modules(package.__path__))
+    for module in modules:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
 
 
 def _reopen_standard_streams() -> None:
