@@ -14,7 +14,8 @@ on Ctrl-C and ``kill`` to the child and exits with the child's status; killed
 with SIGKILL, its child is killed too.
 
 A server serves one version of the code (the socket's name is a hash of the
-interpreter, ``PYTHONPATH``, the installed packages' directory and every
+interpreter, the settings its libraries read when loaded (``PYTHONPATH``,
+``OMP_NUM_THREADS`` ...), the installed packages' directory and every
 ``tmlib`` and ``jtmodules`` source file's modification time), runs no command
 itself and holds no database connection, and exits after :data:`IDLE_SECONDS`
 without work. Commands that submit jobs on the local backend also get their
@@ -66,6 +67,11 @@ PRELOAD = (
     "tmlib.workflow.__main__",  # what the local backend's job spawner preloads
 )
 _OFF = {"0", "off", "no", "false"}
+#: read when the server imports its libraries, so a server serves one set of them
+_LOAD_TIME_SETTINGS = (
+    "PYTHONPATH", "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS", "PYTHONHASHSEED",
+)  # fmt: skip
 _HEADER = struct.Struct("!I")
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 #: set in the server and its children: a command there runs, it is not handed on
@@ -82,7 +88,9 @@ def code_identity() -> str:
     import tmlib
 
     digest = hashlib.sha256()
-    digest.update(f"{sys.executable}\0{sys.version}\0{os.environ.get('PYTHONPATH', '')}".encode())
+    digest.update(f"{sys.executable}\0{sys.version}".encode())
+    for name in _LOAD_TIME_SETTINGS:
+        digest.update(f"\0{name}={os.environ.get(name, '')}".encode())
     for path in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
         with contextlib.suppress(OSError):
             digest.update(f"{path}:{os.stat(path).st_mtime_ns}".encode())
