@@ -88,7 +88,8 @@ def code_identity() -> str:
     import tmlib
 
     digest = hashlib.sha256()
-    digest.update(f"{sys.executable}\0{sys.version}".encode())
+    # the environment (not the executable's name: python and python3 are the same)
+    digest.update(f"{sys.prefix}\0{sys.version}".encode())
     for name in _LOAD_TIME_SETTINGS:
         digest.update(f"\0{name}={os.environ.get(name, '')}".encode())
     for path in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
@@ -350,6 +351,7 @@ class Server:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return  # another server of this code runs
+        os.chdir("/")  # a command's directory is its own; this one would be held busy
         for module in PRELOAD:
             with contextlib.suppress(Exception):
                 importlib.import_module(module)
