@@ -119,3 +119,38 @@ def test_vector_tiles_hold_the_objects_in_the_box(processed_server, processed):
     _error(processed_server.get(f"{url.replace('tiles', 'labeled_tiles')}?x=0&y=0&z=0"
                                 "&result_name=nope"), 404)  # fmt: skip
     assert np.isfinite(max_zoom)
+
+
+def test_vector_tiles_are_rendered_again_only_when_their_objects_change(processed, monkeypatch):
+    """A cached vector tile outlives CACHE_SECONDS while the layer's signature stays
+    (no re-rendering of every tile every 10 s); a changed signature renders it anew."""
+    from tmlib import maptiles
+
+    eid = processed.experiment_id
+    layer_id = _segmented_layer(eid, "Cells")[0]
+    maptiles.forget_objects(eid)
+    renders: list[tuple] = []
+    real = maptiles.tile_objects
+
+    def counted(*args):
+        renders.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(maptiles, "tile_objects", counted)
+    monkeypatch.setattr(maptiles, "CACHE_SECONDS", 0.0)  # every entry and signature stale
+    first = maptiles.vector_tile(eid, layer_id, 0, 0, 0)
+    signature = maptiles.layer_signature(eid, layer_id)
+    count, smallest, largest, _, thresholds = signature
+    assert count == len(_segmented_layer(eid, "Cells")[4]) and smallest <= largest
+    assert thresholds == _segmented_layer(eid, "Cells")[1:3]
+    assert maptiles.vector_tile(eid, layer_id, 0, 0, 0) == first
+    assert len(renders) == 1  # read again, found unchanged: not rendered again
+    # another process re-ran the analysis: the signature differs, the tile is new
+    monkeypatch.setattr(maptiles, "layer_signature", lambda *_: (*signature[:-1], "changed"))
+    maptiles.vector_tile(eid, layer_id, 0, 0, 0)
+    assert len(renders) == 2
+    # and however unchanged it looks, a tile is rendered anew after RENDERED_MAX_AGE
+    monkeypatch.setattr(maptiles, "RENDERED_MAX_AGE", 0.0)
+    maptiles.vector_tile(eid, layer_id, 0, 0, 0)
+    assert len(renders) == 3
+    maptiles.forget_objects(eid)

@@ -279,7 +279,9 @@ def forget_objects(experiment_id: int) -> None:
             del _partitions[key]
         global _rendered_bytes
         for key in [k for k in _rendered if k[1] == experiment_id]:
-            _rendered_bytes -= len(_rendered.pop(key)[0])
+            _rendered_bytes -= len(_rendered.pop(key).data)
+        for key in [k for k in _signatures if k[1] == experiment_id]:
+            del _signatures[key]
 
 
 def _layer(experiment_id: int, segmentation_layer_id: int) -> _LayerInfo:
@@ -467,8 +469,47 @@ def feature_collection(objects: TileObjects, labels: dict[int, object] | None = 
 
 #: rendered vector tiles kept per process, at most this many bytes in all
 RENDERED_CACHE_BYTES = 64 * 2**20
-_rendered: OrderedDict[tuple, tuple[bytes, float]] = OrderedDict()
+#: a rendered tile whose layer's objects look unchanged is still rendered anew this often
+RENDERED_MAX_AGE = 300.0
+
+
+@dataclass
+class _Rendered:
+    data: bytes
+    expires: float  # when the layer's signature is read again
+    signature: tuple
+    rendered: float
+
+
+_rendered: OrderedDict[tuple, _Rendered] = OrderedDict()
 _rendered_bytes = 0
+_signatures: dict[_LayerKey, tuple[tuple, float]] = {}
+
+
+def layer_signature(experiment_id: int, segmentation_layer_id: int) -> tuple:
+    """What a layer's objects look like from outside: their number, smallest and largest
+    id, the sum of their partition keys, and the layer's zoom thresholds (read at most
+    once per CACHE_SECONDS per process). A rendered tile of the same signature is
+    served again without being rendered anew: a re-run or an upload in another
+    process changes it (and this process's writes call :func:`forget_objects`)."""
+    key = _layer_key(experiment_id, segmentation_layer_id)
+    now = time.monotonic()
+    found = _signatures.get(key)
+    if found is not None and found[1] > now:
+        return found[0]
+    seg = tm.MapobjectSegmentation.__table__
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        row = session.execute(
+            sa.select(
+                sa.func.count(), sa.func.min(seg.c.mapobject_id),
+                sa.func.max(seg.c.mapobject_id), sa.func.sum(seg.c.partition_key),
+            ).where(seg.c.segmentation_layer_id == segmentation_layer_id)
+        ).one()  # fmt: skip
+        layer = session.get(tm.SegmentationLayer, segmentation_layer_id)
+        thresholds = (layer.polygon_thresh, layer.centroid_thresh) if layer else None
+    signature = (*row, thresholds)
+    _signatures[key] = (signature, now + CACHE_SECONDS)
+    return signature
 
 
 def vector_tile(experiment_id: int, segmentation_layer_id: int, z: int, x: int, y: int) -> bytes:
@@ -484,10 +525,18 @@ def vector_tile(experiment_id: int, segmentation_layer_id: int, z: int, x: int, 
         found = _rendered.get(key)
         if found is not None:
             _rendered.move_to_end(key)
-            if found[1] > now or key in _refreshing:
-                return found[0]  # fresh, or another thread renders it again
+            if found.expires > now or key in _refreshing:
+                return found.data  # fresh, or another thread renders it again
         _refreshing.add(key)
     try:
+        signature = layer_signature(experiment_id, segmentation_layer_id)
+        if (
+            found is not None
+            and found.signature == signature
+            and now - found.rendered < RENDERED_MAX_AGE
+        ):
+            found.expires = now + CACHE_SECONDS  # the same objects: the same tile
+            return found.data
         data = feature_collection(tile_objects(experiment_id, segmentation_layer_id, z, x, y))
     finally:
         with _cache_lock:
@@ -495,13 +544,13 @@ def vector_tile(experiment_id: int, segmentation_layer_id: int, z: int, x: int, 
     with _cache_lock:
         old = _rendered.pop(key, None)
         if old is not None:
-            _rendered_bytes -= len(old[0])
+            _rendered_bytes -= len(old.data)
         if len(data) <= RENDERED_CACHE_BYTES // 8:
-            _rendered[key] = (data, now + CACHE_SECONDS)
+            _rendered[key] = _Rendered(data, now + CACHE_SECONDS, signature, now)
             _rendered_bytes += len(data)
         while _rendered_bytes > RENDERED_CACHE_BYTES:
-            _, (dropped, _) = _rendered.popitem(last=False)
-            _rendered_bytes -= len(dropped)
+            _, dropped = _rendered.popitem(last=False)
+            _rendered_bytes -= len(dropped.data)
     return data
 
 
