@@ -269,6 +269,7 @@ def test_a_prestarted_spawner_is_handed_out_only_if_nothing_changed(
     from tmlib.workflow.step import COMMAND_PREFIX, ENTRY_POINT
 
     preload = (COMMAND_PREFIX, ENTRY_POINT)
+    monkeypatch.setattr(backends, "_prestarted", [])  # none left by an earlier test
     backends.prestart(2, preload)
     backends.prestart(2, preload)  # one waits already: nothing more starts
     assert len(backends._prestarted) == 1
