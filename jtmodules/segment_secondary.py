@@ -83,6 +83,45 @@ def foreground(
     return (values > upper) | ((values >= lower) & (values > midrange))
 
 
+def watershed_by_component(
+    landscape: np.ndarray, markers: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """``skimage.segmentation.watershed(landscape, markers, mask=mask)``, one
+    connected component of `mask` at a time.
+
+    Flooding never crosses from one component of the mask to another, so the
+    result is the same, label for label; but the watershed's priority queue
+    and arrays then grow with a component, not with the whole image (on a
+    2160x2560 site a third of the time).
+
+    Parameters
+    ----------
+    landscape : numpy.ndarray[numpy.float32]
+        Image of shape (M, N) to flood, lowest first.
+    markers : numpy.ndarray[numpy.int32]
+        Label image of shape (M, N) of the seeds (inside `mask`).
+    mask : numpy.ndarray[bool]
+        Pixels of shape (M, N) that may be labelled.
+
+    Returns
+    -------
+    numpy.ndarray[numpy.int32]
+        Label image of shape (M, N); 0 outside `mask` and in components
+        without a seed.
+    """
+    components, _ = ndimage.label(mask)  # 4-connected, as the watershed floods
+    labels = np.zeros(markers.shape, np.int32)
+    for index, box in enumerate(ndimage.find_objects(components), 1):
+        if box is None:
+            continue
+        inside = components[box] == index
+        seeds = np.where(inside, markers[box], 0)
+        if seeds.any():
+            flooded = watershed(landscape[box], markers=seeds, mask=inside)
+            labels[box][inside] = flooded[inside]
+    return labels
+
+
 def main(
     primary_label_image,
     intensity_image,
@@ -148,8 +187,7 @@ def main(
         landscape = np.clip((bright - values) / np.float32(scale), 0, 1)
         distance = cv2.distanceTransform((seeds == 0).astype(np.uint8), cv2.DIST_L2, 5)
         landscape += np.float32(DISTANCE_COST / radius) * distance
-        secondary = watershed(landscape, markers=seeds, mask=mask)
-        secondary_label_image = secondary.astype(np.int32, copy=False)
+        secondary_label_image = watershed_by_component(landscape, seeds, mask)
     else:
         secondary_label_image = np.zeros(seeds.shape, np.int32)
 

@@ -546,3 +546,21 @@ def test_inputs_unchanged(site):
             assert np.array_equal(kwargs[name], value), (module.__name__, name)
             for result in output[:-1]:
                 assert not np.shares_memory(result, kwargs[name]), (module.__name__, name)
+
+
+def test_watershed_by_component_is_the_whole_image_watershed():
+    from skimage.segmentation import watershed
+
+    site = simulated_site((512, 512), seed=3)
+    rng = np.random.default_rng(3)
+    landscape = rng.random((512, 512), dtype=np.float32)
+    landscape += ndimage.gaussian_filter(site["stain"].astype(np.float32), 3) / -1000.0
+    mask = ndimage.binary_dilation(site["nuclei"] > 0, iterations=6)
+    mask[:, 250:254] = False  # more components, one of them without a seed
+    mask[5:15, 5:15] = True
+    seeds = np.where(mask, site["nuclei"], 0).astype(np.int32)
+    assert ndimage.label(mask)[1] > 3
+    expected = watershed(landscape, markers=seeds, mask=mask)
+    got = segment_secondary.watershed_by_component(landscape, seeds, mask)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, expected)
