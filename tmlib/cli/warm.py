@@ -451,8 +451,13 @@ class Server:
             if pid == 0:
                 self._run_child(program, request, fds, conn)
             self.children[pid] = conn  # reaped and answered once it ends
-            conn.settimeout(None)
-            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            try:
+                conn.settimeout(None)
+                conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            except OSError:  # the caller is gone already: so is its command
+                del self.children[pid]
+                os.kill(pid, signal.SIGKILL)
+                raise
         except (OSError, ValueError, KeyError, TypeError):
             conn.close()
         finally:
