@@ -115,29 +115,28 @@ def error_body(status_code: int, message: str, kind: str) -> dict:
     return {"error": {"error": True, "message": message, "status_code": status_code, "type": kind}}
 
 
-def retry_after_header(err: Exception) -> str | None:
-    """The ``Retry-After`` value (whole seconds, at least 1) an error asks for, if any."""
+def error_answer(err: Exception) -> tuple[int, dict, list[tuple[str, str]]]:
+    """``(status_code, JSON body, extra headers)`` answering `err`, on every path
+    (Flask's error handler and :mod:`tmserver.fastpath`); an unexpected error is
+    logged with its traceback (call it while handling `err`). An error with a
+    ``retry_after`` gets a ``Retry-After`` header (whole seconds, at least 1)."""
+    status, message, kind = error_fields(err)
+    if status == 500 and not isinstance(err, HTTPException):
+        logger.exception("unexpected error")
+    headers = []
     seconds = getattr(err, "retry_after", None)
-    return None if seconds is None else str(max(1, math.ceil(seconds)))
-
-
-def error_response(status_code: int, message: str, kind: str) -> Response:
-    """The JSON error body every failure of the API is answered with."""
-    response = jsonify(error_body(status_code, message, kind))
-    response.status_code = status_code
-    return response
+    if seconds is not None:
+        headers.append(("Retry-After", str(max(1, math.ceil(seconds)))))
+    return status, error_body(status, message, kind), headers
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Answer every error, expected or not, with the JSON error body (:func:`error_fields`)."""
+    """Answer every error, expected or not, with the JSON error body (:func:`error_answer`)."""
 
     @app.errorhandler(Exception)
     def _error(err: Exception) -> Response:
-        status, message, kind = error_fields(err)
-        if status == 500 and not isinstance(err, HTTPException):
-            logger.exception("unexpected error")
-        response = error_response(status, message, kind)
-        retry_after = retry_after_header(err)
-        if retry_after is not None:
-            response.headers["Retry-After"] = retry_after
+        status, body, headers = error_answer(err)
+        response = jsonify(body)
+        response.status_code = status
+        response.headers.extend(headers)
         return response

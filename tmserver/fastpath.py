@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import http
 import json
-import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from flask import Flask
-from werkzeug.exceptions import HTTPException
 
 from tmserver.auth import QUERY_TOKEN, verify_token
-from tmserver.errors import error_body, error_fields, retry_after_header
+from tmserver.errors import error_answer
 from tmserver.ids import decode_id
 from tmserver.routing import PATH_PARAM, Api, Blob, Endpoint, access_for, parse_params
-
-logger = logging.getLogger("tmserver")
 
 StartResponse = Callable[..., Any]
 
@@ -106,15 +102,11 @@ class FastRoutes:
         try:
             status, headers, body = self._answer(endpoint, raw_ids, environ)
         except Exception as err:
-            status, message, kind = error_fields(err)
-            if status == 500 and not isinstance(err, HTTPException):
-                logger.exception("unexpected error")
-            body = json.dumps(error_body(status, message, kind), separators=(",", ":")) + "\n"
-            body = body.encode()
+            status, error, extra = error_answer(err)
+            # as Flask's jsonify writes it
+            body = (json.dumps(error, separators=(",", ":")) + "\n").encode()
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            retry_after = retry_after_header(err)
-            if retry_after is not None:
-                headers.append(("Retry-After", retry_after))
+            headers += extra
         start_response(_status_line(status), headers)
         return [body]
 
