@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean ui
 
 install: $(STAMP)
 
@@ -38,5 +38,10 @@ bench: install
 	$(BIN)/python benchmarks/tiles.py
 	$(BIN)/python benchmarks/feature_download.py
 
+# The browser app: lint, type-check and build tmui/ into tmserver/webapp/ (needs Node.js;
+# the built app is committed, so installing and running TissueMAPS does not).
+ui:
+	cd tmui && npm ci --no-audit --no-fund && npm run check && npm run build
+
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .demo .pytest_cache .pytest_artifacts .ruff_cache *.egg-info

@@ -116,14 +116,26 @@ Downloaded through the server: $TMAPS_HOME/download/
 The pipeline that found them: $TMAPS_HOME/experiments/experiment_$EXPERIMENT_ID/workflow/jterator/pipeline.yaml
 EOT
 
+VIEWER_URL="http://127.0.0.1:$PORT/viewer/$EXPERIMENT_ID"
 if [ -t 0 ] && [ -t 1 ]; then
     cat <<EOT
 
-The server keeps serving the demo experiment at http://127.0.0.1:$PORT/api (user demo, password demo;
-API description: http://127.0.0.1:$PORT/api/openapi.json). Try, in another shell:
+The server keeps serving the demo experiment (API description: http://127.0.0.1:$PORT/api/openapi.json).
+Try, in another shell:
     source .venv/bin/activate; export TM_PORT=$PORT TM_USER=demo TM_PASSWORD=demo
     tm_client workflow -e demo status
 Press Ctrl-C to stop it.
+
+Open the viewer: $VIEWER_URL
+Log in as user demo, password demo.
 EOT
     wait "$SERVER_PID"
+else
+    cat <<EOT
+
+To browse the plate, start the server and open the viewer:
+    TMAPS_HOME=$TMAPS_HOME .venv/bin/tm_server --port $PORT
+Open the viewer: $VIEWER_URL
+Log in as user demo, password demo.
+EOT
 fi

@@ -357,11 +357,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def live_server(workers: int = 2, threads: int = 4, extra_env: dict[str, str] | None = None):
+def live_server(
+    workers: int = 2,
+    threads: int = 4,
+    extra_env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+):
     """A context manager yielding a :class:`LiveServer` with `workers` worker processes.
 
     The server runs on the database and TMAPS_HOME of the environment (use it
-    inside the ``tmaps`` fixture); it is stopped (SIGTERM, then SIGKILL) on exit.
+    inside the ``tmaps`` fixture), updated by `extra_env` and without the
+    variables named in `unset` (a session fixture passes its installation's
+    TMAPS_* settings so); its log is in that TMAPS_HOME. It is stopped
+    (SIGTERM, then SIGKILL) on exit.
     """
     import contextlib
     import time
@@ -371,10 +379,12 @@ def live_server(workers: int = 2, threads: int = 4, extra_env: dict[str, str] | 
     @contextlib.contextmanager
     def serve():
         port = free_port()
-        home = Path(os.environ.get("TMAPS_HOME", "."))
+        environ = {**os.environ, "TMAPS_SECRET_KEY": TEST_SECRET, **(extra_env or {})}
+        for name in unset:
+            environ.pop(name, None)
+        home = Path(environ.get("TMAPS_HOME", "."))
         home.mkdir(parents=True, exist_ok=True)
         log = home / f"gunicorn-{port}.log"
-        environ = {**os.environ, "TMAPS_SECRET_KEY": TEST_SECRET, **(extra_env or {})}
         with open(log, "w") as out:
             proc = subprocess.Popen(
                 [str(BIN / "gunicorn"), "-w", str(workers), "-k", "gthread",

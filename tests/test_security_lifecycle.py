@@ -477,6 +477,7 @@ def _first_ids(experiment_id: int) -> dict[str, object]:
         "well_id": tm.Well,
         "site_id": tm.Site,
         "tool_result_id": tm.ToolResult,
+        "selection_id": tm.Selection,
     }
     with tm.utils.ExperimentSession(experiment_id) as session:
         ids = {

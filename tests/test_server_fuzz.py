@@ -48,6 +48,7 @@ _ID_MODELS = {
     "feature_id": "Feature",
     "mapobject_id": "Mapobject",
     "tool_result_id": "ToolResult",
+    "selection_id": "Selection",
 }
 
 

@@ -168,7 +168,15 @@ def test_mapobject_info_matches_database(processed_server, processed):
     mapobject_id, label, tpoint, zplane, x, y, well, plate = row
     response = processed_server.get(f"/api/experiments/{eid}/mapobjects/{mapobject_id}/info")
     assert response.status_code == 200, response.get_json()
-    assert response.get_json()["data"] == {
+    data = response.get_json()["data"]
+    assert data.pop("mapobject_type") == "Cells"
+    with tm.utils.ExperimentSession(eid) as session:
+        kind = session.scalar(sa.select(tm.MapobjectType).where(tm.MapobjectType.name == "Cells"))
+        names = [f.name for f in sorted(kind.features, key=lambda f: f.id)]
+        stored = session.get(tm.FeatureValues, (mapobject_id, tpoint)).values
+    expected = [float(v) if np.isfinite(v) else None for v in stored]
+    assert names and data.pop("feature_values") == dict(zip(names, expected, strict=True))
+    assert data == {
         "id": str(mapobject_id),
         "type": "Cells",
         "experiment_name": "screen",
@@ -368,7 +376,8 @@ def test_segmentation_round_trip_tiles_and_features(processed_server, processed,
     info = processed_server.get(f"/api/experiments/{eid}/mapobjects/{ids[(3, 0, 0)]}/info")
     assert info.get_json()["data"] | {"id": None} == {
         **address, "id": None, "type": name, "experiment_name": "screen", "tpoint": 0,
-        "zplane": 0, "label": 3}  # fmt: skip
+        "zplane": 0, "label": 3, "mapobject_type": name,
+        "feature_values": {"size": 1961.0}}  # fmt: skip
 
     # an empty image clears the layer at that site
     body = {**address, "zplane": 1, "npz_file": _npz(np.zeros(shape, np.uint8))}

@@ -125,6 +125,23 @@ def test_iter_features_chunks_and_order(experiment):
         np.testing.assert_array_equal(row.to_numpy(), stored[object_id][[2, 0]])
 
 
+def test_classification_with_as_many_objects_per_class_as_folds(experiment):
+    # every fold keeps both classes (stratified), so even an SVM trains on 2 + 2 objects
+    experiment_id, truth = experiment
+    payload = classification_payload(truth, "svm", n=2, n_fold_cv=2)
+    result_id = tools.get_tool("Classification")(experiment_id).process(12, payload)
+    labels = labels_of(experiment_id, result_id)
+    for cls, group in zip(payload["training_classes"], (0, 1), strict=True):
+        assert all(labels[int(i)] == group for i in cls["object_ids"])
+
+
+def test_more_folds_than_objects_of_a_class_is_refused(experiment):
+    experiment_id, truth = experiment
+    payload = classification_payload(truth, n=3, n_fold_cv=4)
+    with pytest.raises(InvalidInputError, match="usable objects of training class 'dim' \\(3\\)"):
+        tools.get_tool("Classification")(experiment_id).process(13, payload)
+
+
 @pytest.mark.parametrize("method", ["randomforest", "svm", "logisticregression"])
 def test_classification_methods(experiment, method):
     experiment_id, truth = experiment

@@ -2,7 +2,13 @@
 
 Coordinates follow the mosaic convention (reference §2.3): pixels at the
 highest zoom level, x = column, y = -row. A vector tile (z, x, y) covers
-``256 · 2^(max_zoom - z)`` pixels per side (§7.5).
+``256 · 2^(max_zoom - z)`` pixels per side (§7.5); like a raster tile, its
+``x`` counts columns rightwards and its ``y`` rows downwards from the top-left.
+
+Vector tiles come in two encodings of the same objects: GeoJSON in map
+coordinates (:func:`vector_tile`) and Mapbox Vector Tiles (:func:`mvt_tile`),
+whose tile-local coordinates run from the tile's top-left corner, y down, in
+:data:`MVT_EXTENT` units per tile side, as MVT clients expect.
 
 There is no spatial index in the database: the objects of a tile are found
 through the boxes of the sites (wells, plates) in the mosaic, which are
@@ -20,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
@@ -225,13 +231,18 @@ def layer_thresholds(layer: tm.SegmentationLayer, max_zoom: int) -> tuple[int, i
 
 @dataclass
 class TileObjects:
-    """Objects of a vector tile: ids, geometries (and their GeoJSON), the type's name."""
+    """Objects of a vector tile: ids, geometries (and their GeoJSON), the type's name.
+
+    ``geometries`` are as shown at the tile's zoom level (polygons simplified);
+    ``bounds`` are the tile's (minx, miny, maxx, maxy) in map coordinates.
+    """
 
     ids: np.ndarray
     geometries: np.ndarray
     type_name: str
     tpoint: int
     geojson: np.ndarray | None = None
+    bounds: tuple[float, float, float, float] | None = None
 
 
 #: seconds a process keeps what it read about a layer and its objects. Vector
@@ -260,7 +271,8 @@ class _PartitionObjects:
     shapes: np.ndarray
     bounds: np.ndarray  # (n, 4): minx, miny, maxx, maxy
     expires: float
-    geojson: dict[float, np.ndarray]  # GeoJSON of the shapes simplified with a tolerance
+    geojson: dict[float | None, np.ndarray]  # GeoJSON of the shapes simplified with a tolerance
+    simplified: dict[float | None, np.ndarray] = field(default_factory=dict)  # the shapes
 
 
 _layers: dict[_LayerKey, _LayerInfo] = {}
@@ -377,23 +389,37 @@ def _read_partitions(
             _partitions.popitem(last=False)
 
 
+def _simplified(entry: _PartitionObjects, tolerance: float | None) -> np.ndarray:
+    """A partition's shapes, polygons simplified with `tolerance` (cached per tolerance)."""
+    cached = entry.simplified.get(tolerance)
+    if cached is None:
+        cached = entry.shapes
+        if tolerance is not None and len(cached):
+            cached = cached.copy()
+            is_polygon = shapely.get_type_id(cached) == 3
+            cached[is_polygon] = shapely.simplify(cached[is_polygon], tolerance,
+                                                  preserve_topology=True)  # fmt: skip
+        entry.simplified[tolerance] = cached
+    return cached
+
+
 def _geojson(entry: _PartitionObjects, tolerance: float | None) -> np.ndarray:
     """GeoJSON texts of a partition's shapes, polygons simplified with `tolerance`."""
     cached = entry.geojson.get(tolerance)
     if cached is None:
-        shapes = entry.shapes
-        if tolerance is not None and len(shapes):
-            shapes = shapes.copy()
-            is_polygon = shapely.get_type_id(shapes) == 3
-            shapes[is_polygon] = shapely.simplify(shapes[is_polygon], tolerance,
-                                                  preserve_topology=True)  # fmt: skip
+        shapes = _simplified(entry, tolerance)
         cached = shapely.to_geojson(shapes) if len(shapes) else np.zeros(0, object)
         entry.geojson[tolerance] = cached
     return cached
 
 
 def tile_objects(
-    experiment_id: int, segmentation_layer_id: int, z: int, x: int, y: int
+    experiment_id: int,
+    segmentation_layer_id: int,
+    z: int,
+    x: int,
+    y: int,
+    geojson: bool = True,
 ) -> TileObjects:
     """The objects of a segmentation layer in a tile, as shown at zoom `z`.
 
@@ -401,7 +427,8 @@ def tile_objects(
     the layer's polygon threshold, centroids from its centroid threshold,
     nothing below. The geometries are those of the objects' partitions (sites,
     or wells and plates for static objects) read at most every
-    :data:`CACHE_SECONDS` per process.
+    :data:`CACHE_SECONDS` per process. With `geojson` false the objects'
+    GeoJSON texts are not made (``geojson`` is None).
 
     Raises
     ------
@@ -413,35 +440,42 @@ def tile_objects(
     info = _layer(experiment_id, segmentation_layer_id)
     max_zoom = info.geometry.max_zoom
     check_tile(z, x, y, max_zoom)
+    bounds = tile_bounds(z, x, y, max_zoom)
     empty = TileObjects(np.zeros(0, np.int64), np.zeros(0, object), info.type_name, info.tpoint,
-                        np.zeros(0, object))  # fmt: skip
+                        np.zeros(0, object) if geojson else None, bounds)  # fmt: skip
     if z < info.centroid_thresh and z < info.polygon_thresh:
         return empty
     polygons = z >= info.polygon_thresh
-    bounds = tile_bounds(z, x, y, max_zoom)
     boxes = info.geometry.boxes.get(info.ref_type, info.geometry.boxes["Site"])
     keys = boxes.intersecting(bounds)
     if not keys:
         return empty
     tolerance = float((max_zoom - z) ** 2 + 1) if polygons else None
-    minx, miny, maxx, maxy = bounds
-    box = shapely.box(*bounds)
     ids, shapes, texts = [], [], []
     for entry in _partition_objects(experiment_id, segmentation_layer_id, keys, polygons):
-        b = entry.bounds
-        near = np.flatnonzero(
-            (b[:, 0] <= maxx) & (b[:, 2] >= minx) & (b[:, 1] <= maxy) & (b[:, 3] >= miny)
-        )
+        near = _in_box(entry, bounds)
         if near.size == 0:
             continue
-        near = near[shapely.intersects(entry.shapes[near], box)]
         ids.append(entry.ids[near])
-        shapes.append(entry.shapes[near])
-        texts.append(_geojson(entry, tolerance)[near])
+        shapes.append(_simplified(entry, tolerance)[near])
+        if geojson:
+            texts.append(_geojson(entry, tolerance)[near])
     if not ids:
         return empty
     return TileObjects(np.concatenate(ids), np.concatenate(shapes), info.type_name, info.tpoint,
-                       np.concatenate(texts))  # fmt: skip
+                       np.concatenate(texts) if geojson else None, bounds)  # fmt: skip
+
+
+def _in_box(entry: _PartitionObjects, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """Positions of a partition's shapes that intersect the box `bounds`."""
+    minx, miny, maxx, maxy = bounds
+    b = entry.bounds
+    near = np.flatnonzero(
+        (b[:, 0] <= maxx) & (b[:, 2] >= minx) & (b[:, 1] <= maxy) & (b[:, 3] >= miny)
+    )
+    if near.size == 0:
+        return near
+    return near[shapely.intersects(entry.shapes[near], shapely.box(*bounds))]
 
 
 def feature_collection(objects: TileObjects, labels: dict[int, object] | None = None) -> bytes:
@@ -512,14 +546,90 @@ def layer_signature(experiment_id: int, segmentation_layer_id: int) -> tuple:
     return signature
 
 
+#: units per side of a Mapbox Vector Tile (tile-local coordinates run 0..MVT_EXTENT)
+MVT_EXTENT = 4096
+
+
+def _tile_local(geometries: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """`geometries` in a tile's local coordinates: from its top-left corner, y down,
+    :data:`MVT_EXTENT` units per side (the tile's box is `bounds` in map coordinates)."""
+    minx, _, maxx, maxy = bounds
+    scale = MVT_EXTENT / (maxx - minx)
+
+    def to_tile(coords: np.ndarray) -> np.ndarray:
+        local = np.empty_like(coords)
+        local[:, 0] = (coords[:, 0] - minx) * scale
+        local[:, 1] = (maxy - coords[:, 1]) * scale  # map y is -row: rows grow downwards
+        return local
+
+    return shapely.transform(geometries, to_tile)
+
+
+def encode_mvt(objects: TileObjects) -> bytes:
+    """The Mapbox Vector Tile of a tile's objects.
+
+    One layer, named by the object type, of extent :data:`MVT_EXTENT`; each
+    feature's id is its object's id, without properties. Coordinates are
+    tile-local (see :func:`_tile_local`), rounded to whole units by the
+    encoder, which also orients rings as the specification wants (exterior
+    rings clockwise on screen).
+    """
+    import mapbox_vector_tile
+
+    if objects.bounds is None:
+        raise ValueError("the objects' tile bounds are needed to encode a vector tile")
+    local = _tile_local(objects.geometries, objects.bounds)
+    features = [
+        {"geometry": geometry, "id": mapobject_id}
+        for mapobject_id, geometry in zip(objects.ids.tolist(), local, strict=True)
+    ]
+    return mapbox_vector_tile.encode(
+        {"name": objects.type_name, "features": features},
+        default_options={"extents": MVT_EXTENT, "y_coord_down": True},
+    )
+
+
+def _render_geojson(
+    experiment_id: int, segmentation_layer_id: int, z: int, x: int, y: int
+) -> bytes:
+    return feature_collection(tile_objects(experiment_id, segmentation_layer_id, z, x, y))
+
+
+def _render_mvt(experiment_id: int, segmentation_layer_id: int, z: int, x: int, y: int) -> bytes:
+    return encode_mvt(tile_objects(experiment_id, segmentation_layer_id, z, x, y, False))
+
+
+#: how each encoding of vector tiles is rendered
+_RENDERERS = {"geojson": _render_geojson, "mvt": _render_mvt}
+
+
 def vector_tile(experiment_id: int, segmentation_layer_id: int, z: int, x: int, y: int) -> bytes:
-    """The GeoJSON of a vector tile (see :func:`tile_objects`), kept for CACHE_SECONDS.
+    """The GeoJSON of a vector tile (see :func:`tile_objects`), cached (:func:`cached_tile`)."""
+    return cached_tile("geojson", experiment_id, segmentation_layer_id, z, x, y)
+
+
+def mvt_tile(experiment_id: int, segmentation_layer_id: int, z: int, x: int, y: int) -> bytes:
+    """The Mapbox Vector Tile of a vector tile (:func:`encode_mvt`), cached (:func:`cached_tile`).
+
+    Its tile-local coordinates place objects as clients of the standard place
+    them on a raster tile (z, x, y) of the pyramid: from its top-left corner,
+    y down.
+    """
+    return cached_tile("mvt", experiment_id, segmentation_layer_id, z, x, y)
+
+
+def cached_tile(
+    encoding: str, experiment_id: int, segmentation_layer_id: int, z: int, x: int, y: int
+) -> bytes:
+    """A vector tile in `encoding` (``geojson`` or ``mvt``), rendered at most once per period.
 
     The tiles of low zoom levels hold the outlines of whole plates; a viewer
-    asks for them again on every pan, so they are rendered once per period.
+    asks for them again on every pan. A rendered tile is served for
+    CACHE_SECONDS, then again as long as its layer's :func:`layer_signature`
+    is unchanged, for at most RENDERED_MAX_AGE; the cache holds at most
+    RENDERED_CACHE_BYTES of tiles per process.
     """
-    global _rendered_bytes
-    key = (*_layer_key(experiment_id, segmentation_layer_id), z, x, y)
+    key = (*_layer_key(experiment_id, segmentation_layer_id), encoding, z, x, y)
     now = time.monotonic()
     with _cache_lock:
         found = _rendered.get(key)
@@ -537,21 +647,27 @@ def vector_tile(experiment_id: int, segmentation_layer_id: int, z: int, x: int, 
         ):
             found.expires = now + CACHE_SECONDS  # the same objects: the same tile
             return found.data
-        data = feature_collection(tile_objects(experiment_id, segmentation_layer_id, z, x, y))
+        data = _RENDERERS[encoding](experiment_id, segmentation_layer_id, z, x, y)
     finally:
         with _cache_lock:
             _refreshing.discard(key)
+    _keep_rendered(key, _Rendered(data, now + CACHE_SECONDS, signature, now))
+    return data
+
+
+def _keep_rendered(key: tuple, rendered: _Rendered) -> None:
+    """Put a rendered tile into the cache, dropping the least recently used beyond its size."""
+    global _rendered_bytes
     with _cache_lock:
         old = _rendered.pop(key, None)
         if old is not None:
             _rendered_bytes -= len(old.data)
-        if len(data) <= RENDERED_CACHE_BYTES // 8:
-            _rendered[key] = _Rendered(data, now + CACHE_SECONDS, signature, now)
-            _rendered_bytes += len(data)
+        if len(rendered.data) <= RENDERED_CACHE_BYTES // 8:
+            _rendered[key] = rendered
+            _rendered_bytes += len(rendered.data)
         while _rendered_bytes > RENDERED_CACHE_BYTES:
             _, dropped = _rendered.popitem(last=False)
             _rendered_bytes -= len(dropped.data)
-    return data
 
 
 def _jsonable(value: object) -> object:
@@ -563,17 +679,19 @@ def _jsonable(value: object) -> object:
 def tile_labels(
     experiment_id: int, mapobject_type_name: str, result_name: str, objects: TileObjects
 ) -> dict[int, object]:
-    """Label values of a tool result for a tile's objects.
+    """Label values of a tool result for a tile's objects (NaN where an object has none).
 
     A heat map's labels are the values of its feature (``attributes.feature_id``);
-    other results' labels are their :class:`~tmlib.models.LabelValues`.
+    other results' labels are their :class:`~tmlib.models.LabelValues`; both
+    read as by :func:`tmlib.values.object_values`.
 
     Raises
     ------
     NotFoundError
         When the object type has no tool result of that name.
     """
-    ids = objects.ids.tolist()
+    from tmlib.values import object_values, result_source
+
     with tm.utils.ExperimentSession(experiment_id) as session:
         result = session.scalar(
             sa.select(tm.ToolResult)
@@ -584,38 +702,6 @@ def tile_labels(
             raise NotFoundError(
                 f"objects {mapobject_type_name} have no tool result {result_name!r}"
             )
-        labels: dict[int, object] = {}
-        if result.type == "HeatmapToolResult":
-            feature_id = int((result.attributes or {}).get("feature_id", -1))
-            order = list(
-                session.scalars(
-                    sa.select(tm.Feature.id)
-                    .where(tm.Feature.mapobject_type_id == result.mapobject_type_id)
-                    .order_by(tm.Feature.id)
-                )
-            )
-            if feature_id not in order:
-                return labels
-            position = order.index(feature_id)
-            fv = tm.FeatureValues.__table__
-            for start in range(0, len(ids), 500):
-                for m, blob in session.execute(
-                    sa.select(fv.c.mapobject_id, sa.type_coerce(fv.c["values"], sa.LargeBinary))
-                    .where(fv.c.mapobject_id.in_(ids[start : start + 500]),
-                           fv.c.tpoint == objects.tpoint)
-                ):  # fmt: skip
-                    values = np.frombuffer(blob, "<f8")
-                    if position < values.size:
-                        labels[m] = float(values[position])
-            return labels
-        key = str(result.id)
-        lv = tm.LabelValues.__table__
-        for start in range(0, len(ids), 500):
-            for m, values in session.execute(
-                sa.select(lv.c.mapobject_id, lv.c["values"]).where(
-                    lv.c.mapobject_id.in_(ids[start : start + 500]), lv.c.tpoint == objects.tpoint
-                )
-            ):
-                if values and key in values:
-                    labels[m] = values[key]
-        return labels
+        source = result_source(session, result)
+        ids, values = object_values(session, source, objects.tpoint, objects.ids.tolist())
+    return dict(zip(ids.tolist(), values.tolist(), strict=True))

@@ -259,3 +259,51 @@ def experiment_mosaic(session: Session, aligned: bool = False) -> Mosaic:
         vertical_displacement=experiment.vertical_site_displacement,
         horizontal_displacement=experiment.horizontal_site_displacement,
     )
+
+
+def describe_layout(session: Session) -> dict:
+    """Where each plate, well and site lies in the mosaic, with their names.
+
+    For a viewer's readout under the pointer: boxes are ``[x, y, width, height]``
+    in full-resolution pixels from the mosaic's top-left corner (rows down).
+    Sites come as columns (``id``, ``well``: index into ``wells``, ``x`` and
+    ``y``: position in the well, ``box``) to keep a 384-well plate's answer small.
+
+    Raises
+    ------
+    InvalidInputError
+        When the experiment has no sites yet.
+    """
+    mosaic = experiment_mosaic(session)
+
+    def box(b: Box) -> list[int]:
+        return [b.x, b.y, b.width, b.height]
+
+    plate_rows = session.execute(sa.select(tm.Plate.id, tm.Plate.name).order_by(tm.Plate.id))
+    plates = [{"id": str(i), "name": name, "box": box(mosaic.plates[i])} for i, name in plate_rows]
+    well_rows = session.execute(
+        sa.select(tm.Well.id, tm.Well.name, tm.Well.plate_id).order_by(tm.Well.id)
+    ).all()
+    plate_index = {int(p["id"]): n for n, p in enumerate(plates)}
+    wells = [
+        {"id": str(i), "name": name, "plate": plate_index[plate_id], "box": box(mosaic.wells[i])}
+        for i, name, plate_id in well_rows
+    ]
+    well_index = {row[0]: n for n, row in enumerate(well_rows)}
+    site_rows = session.execute(
+        sa.select(tm.Site.id, tm.Site.well_id, tm.Site.x, tm.Site.y).order_by(tm.Site.id)
+    ).all()
+    sites = {
+        "id": [str(r[0]) for r in site_rows],
+        "well": [well_index[r[1]] for r in site_rows],
+        "x": [r[2] for r in site_rows],
+        "y": [r[3] for r in site_rows],
+        "box": [box(mosaic.sites[r[0]]) for r in site_rows],
+    }
+    return {
+        "width": mosaic.width,
+        "height": mosaic.height,
+        "plates": plates,
+        "wells": wells,
+        "sites": sites,
+    }

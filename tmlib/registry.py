@@ -315,6 +315,13 @@ def _the_experiment(session: Session) -> tm.Experiment:
     return experiment
 
 
+def pixel_size(experiment_id: int) -> float | None:
+    """Micrometres per pixel at full resolution of an experiment's images, if the
+    microscope's metadata tell it (metaconfig records it), else None."""
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        return _the_experiment(session).pixel_size_um
+
+
 def find_plate(session: Session, name: str) -> tm.Plate:
     """The plate called `name` (in an experiment session).
 

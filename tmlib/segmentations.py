@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 import tmlib.models as tm
 from tmlib.errors import AlreadyExistsError, InvalidInputError, NotFoundError
-from tmlib.features import get_mapobject_type
+from tmlib.features import get_mapobject_type, sorted_features
 from tmlib.maptiles import experiment_geometry, forget_objects
 from tmlib.outlines import label_outlines, rasterize
 
@@ -129,12 +129,16 @@ def delete_mapobject_type(experiment_id: int, mapobject_type_id: int) -> None:
 
 
 def mapobject_info(experiment_id: int, mapobject_id: int) -> dict:
-    """Where an object is: ``{id, type, experiment_name, plate_name, well_name, well_pos_x,
-    well_pos_y, tpoint, zplane, label}``.
+    """Where an object is and what was measured: ``{id, type, mapobject_type,
+    experiment_name, plate_name, well_name, well_pos_x, well_pos_y, tpoint, zplane,
+    label, feature_values}``.
 
     Names and positions that do not apply to the object's reference type (the
     well of a plate object) are None; time point, z-plane and label are those
     of its first segmentation (lowest time point, then z-plane).
+    ``mapobject_type`` is the type's name (as ``type``); ``feature_values``
+    maps each feature's name to the object's value at that time point (0
+    without a segmentation), None where it has none or it is not finite.
 
     Raises
     ------
@@ -183,9 +187,31 @@ def mapobject_info(experiment_id: int, mapobject_id: int) -> dict:
         ).first()
         if first is not None:
             info["tpoint"], info["zplane"], info["label"] = first
+        info["mapobject_type"] = kind.name
+        info["feature_values"] = _feature_values(session, kind, mapobject.id, info["tpoint"] or 0)
     with tm.utils.MainSession() as session:
         info["experiment_name"] = session.get(tm.ExperimentReference, experiment_id).name
     return info
+
+
+def _feature_values(
+    session: Session, kind: tm.MapobjectType, mapobject_id: int, tpoint: int
+) -> dict[str, float | None]:
+    """{feature name: value} of one object at a time point (None: no value, or not finite)."""
+    names = [f.name for f in sorted_features(kind)]
+    stored = session.scalar(
+        sa.select(tm.FeatureValues.values).where(
+            tm.FeatureValues.mapobject_id == mapobject_id, tm.FeatureValues.tpoint == tpoint
+        )
+    )
+    row = np.full(len(names), np.nan)
+    if stored is not None:
+        known = stored[: len(names)]  # a row written before a feature was added is shorter
+        row[: known.size] = known
+    return {
+        name: float(value) if np.isfinite(value) else None
+        for name, value in zip(names, row.tolist(), strict=True)
+    }
 
 
 # ------------------------------------------------------------------ label images

@@ -43,6 +43,7 @@ def create_app(config: ServerConfig | None = None, **flask_config: Any) -> Flask
     from tmlib.permissions import apply_file_mode_policy
     from tmserver.api import api
     from tmserver.jtui import jtui
+    from tmserver.webapp import init_webapp
 
     # first: what the server, its engines and their jobs write is for the owner (or group)
     apply_file_mode_policy()
@@ -71,6 +72,8 @@ def create_app(config: ServerConfig | None = None, **flask_config: Any) -> Flask
     @app.get("/api/openapi.json")
     def _openapi() -> ResponseReturnValue:
         return jsonify(spec)
+
+    init_webapp(app)  # last: its catch-all route must not hide any other
 
     logging.getLogger("tmserver").setLevel(logging.INFO)
     werkzeug_log = logging.getLogger("werkzeug")  # the request log of ``tm_server``

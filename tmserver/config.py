@@ -20,6 +20,8 @@ login_window_seconds   ``TMAPS_LOGIN_WINDOW_SECONDS``   300 ... within this time
                                                         until the window ends
 trusted_proxies        ``TMAPS_TRUSTED_PROXIES``        0; behind nginx: 1 (client addresses are
                                                         then read from ``X-Forwarded-For``)
+webapp_dir             ``TMAPS_WEBAPP_DIR``             the built browser app served at ``/``:
+                                                        ``tmserver/webapp`` of the package
 =====================  ===============================  ==========================================
 """
 
@@ -55,6 +57,8 @@ class ServerConfig:
     login_max_failures: int = 10
     login_window_seconds: float = 300.0
     trusted_proxies: int = 0
+    #: directory of the built web app (index.html, assets/); None: the package's
+    webapp_dir: str | None = None
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -154,4 +158,5 @@ def load_server_config(environ: dict[str, str] | None = None) -> ServerConfig:
         login_max_failures=whole("TMAPS_LOGIN_MAX_FAILURES", 10),
         login_window_seconds=number("TMAPS_LOGIN_WINDOW_SECONDS", 300.0),
         trusted_proxies=_count("TMAPS_TRUSTED_PROXIES", env.get("TMAPS_TRUSTED_PROXIES"), 0),
+        webapp_dir=env.get("TMAPS_WEBAPP_DIR") or None,
     )

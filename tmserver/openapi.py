@@ -75,7 +75,7 @@ def _operation(api: Api, endpoint: Endpoint, path_names: list[str]) -> dict[str,
         "operationId": f"{endpoint.method.lower()}_{endpoint.path}",
         "parameters": parameters,
         "responses": {
-            "200": {
+            str(endpoint.status): {
                 "description": "success",
                 "content": {endpoint.produces: {"schema": {}}},
             },

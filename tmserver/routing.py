@@ -106,6 +106,8 @@ class Endpoint:
     fast: bool = False
     #: the view function, as declared
     view: Callable[..., Any] | None = None
+    #: status of a successful JSON answer (201 for routes that create something)
+    status: int = 200
 
 
 def _parse_bool(name: str, raw: Any) -> bool:
@@ -319,6 +321,7 @@ class Api:
         token_in_query: bool = False,
         bulk_json: bool = False,
         fast: bool = False,
+        status: int = 200,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a route (see the module docstring).
 
@@ -335,6 +338,9 @@ class Api:
         :mod:`tmserver.fastpath` before Flask sees the request, with the same
         checks in the same order; map tiles are, as viewers ask for hundreds
         a second.
+
+        A view's JSON-able answer is sent with `status` (e.g. 201 where the
+        route creates something); responses and blobs keep their own.
         """
         path_names = PATH_PARAM.findall(path)
         if fast and (method.upper() != "GET" or body or files):
@@ -354,6 +360,7 @@ class Api:
             produces=produces,
             token_in_query=token_in_query,
             fast=fast,
+            status=status,
         )
         rule = PATH_PARAM.sub(r"<\1>", path)
 
@@ -392,7 +399,9 @@ class Api:
                     return Response(data, status=status, headers=headers)
                 if isinstance(result, Response):
                     return result
-                return jsonify(result)
+                response = jsonify(result)
+                response.status_code = endpoint.status
+                return response
 
             # read by the app's body limit before the view runs
             handle.body_kind = (  # type: ignore[attr-defined]

@@ -36,7 +36,7 @@ from tmlib.errors import DatabaseError
 #: newest revision of the main database's history
 MAIN_HEAD = "main_0001"
 #: newest revision of an experiment's history
-EXPERIMENT_HEAD = "experiment_0001"
+EXPERIMENT_HEAD = "experiment_0002"
 #: what the messages tell users to run
 UPGRADE_COMMAND = "tm_admin upgrade"
 #: Alembic's version table, as Alembic makes it

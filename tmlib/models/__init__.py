@@ -44,6 +44,7 @@ from tmlib.models.result import (
     SupervisedClassifierToolResult,
     ToolResult,
 )
+from tmlib.models.selection import Selection, SelectionMember
 
 __all__ = [
     "Acquisition",
@@ -73,6 +74,8 @@ __all__ = [
     "Plot",
     "ScalarToolResult",
     "SegmentationLayer",
+    "Selection",
+    "SelectionMember",
     "Site",
     "SiteShift",
     "Submission",

@@ -7,6 +7,7 @@ import os
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -51,6 +52,9 @@ class Experiment(ExperimentModel):
     vertical_site_displacement: Mapped[int] = mapped_column(Integer, default=0)
     horizontal_site_displacement: Mapped[int] = mapped_column(Integer, default=0)
     well_spacer_size: Mapped[int] = mapped_column(Integer, default=500)
+    #: micrometres per pixel at full resolution, where the microscope's metadata
+    #: say (set by metaconfig; None otherwise)
+    pixel_size_um: Mapped[float | None] = mapped_column(Float)
 
     plates: Mapped[list[Plate]] = relationship(
         back_populates="experiment", order_by="Plate.id", cascade="all, delete-orphan"

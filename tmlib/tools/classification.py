@@ -44,7 +44,7 @@ def make_search(method: str, n_fold_cv: int, n_jobs: int = 1) -> Any:
     # validation (or other tools) never need it
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import SGDClassifier
-    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import RobustScaler
     from sklearn.svm import SVC
@@ -88,7 +88,8 @@ def make_search(method: str, n_fold_cv: int, n_jobs: int = 1) -> Any:
         }
     else:
         raise InvalidInputError(f"unknown classification method {method!r}")
-    cv = KFold(n_splits=n_fold_cv, shuffle=True, random_state=0)
+    # stratified: a fold without some class cannot train a classifier (SVMs refuse it)
+    cv = StratifiedKFold(n_splits=n_fold_cv, shuffle=True, random_state=0)
     return GridSearchCV(model, grid, cv=cv, n_jobs=n_jobs)
 
 
@@ -194,10 +195,13 @@ class Classification(Tool):
     def compute(self, request: dict[str, Any], result_id: int) -> dict[str, Any]:
         features, labels = self.training_set(request)
         n_fold_cv = request["n_fold_cv"]
-        if n_fold_cv > len(labels):
+        counts = np.bincount(labels, minlength=len(request["classes"]))
+        smallest = int(np.argmin(counts))
+        if n_fold_cv > counts[smallest]:
+            # the folds are stratified (each keeps every class): each class needs a member per fold
             raise InvalidInputError(
-                f"n_fold_cv ({n_fold_cv}) exceeds the number of usable training objects "
-                f"({len(labels)})"
+                f"n_fold_cv ({n_fold_cv}) exceeds the number of usable objects of training class "
+                f"{request['classes'][smallest]['name']!r} ({counts[smallest]})"
             )
         from tmlib.config import load_settings
 

@@ -39,7 +39,11 @@ def _experiment(session) -> tm.Experiment:
 
 
 def _serialize_channels(session, channels: list[tm.Channel]) -> list[dict]:
-    """``{id, name, bit_depth, layers}``."""
+    """``{id, name, bit_depth, pixel_size_um, layers}``.
+
+    ``pixel_size_um`` is the experiment's (micrometres per pixel at full
+    resolution; None where the microscope's metadata do not tell it).
+    """
     experiment = _experiment(session)
     layers: dict[int, list[dict]] = {c.id: [] for c in channels}
     if channels:
@@ -51,7 +55,13 @@ def _serialize_channels(session, channels: list[tm.Channel]) -> list[dict]:
         for layer in session.scalars(query):
             layers[layer.channel_id].append(serialize_layer(layer, experiment))
     return [
-        {"id": str(c.id), "name": c.name, "bit_depth": c.bit_depth, "layers": layers[c.id]}
+        {
+            "id": str(c.id),
+            "name": c.name,
+            "bit_depth": c.bit_depth,
+            "pixel_size_um": experiment.pixel_size_um,
+            "layers": layers[c.id],
+        }
         for c in channels
     ]
 

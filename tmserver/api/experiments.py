@@ -93,13 +93,21 @@ def create_experiment(
         return {"data": serialize_experiment(session.get(tm.ExperimentReference, experiment_id))}
 
 
-@api.route("GET", "/experiments/{experiment_id}", summary="An experiment", tag=TAG)
+@api.route(
+    "GET",
+    "/experiments/{experiment_id}",
+    summary="An experiment, with its pixel size (pixel_size_um: micrometres per pixel at full "
+    "resolution, null where the microscope's metadata do not tell it)",
+    tag=TAG,
+)
 def get_experiment(experiment_id: int) -> dict:
     with tm.utils.MainSession() as session:
         ref = session.get(tm.ExperimentReference, experiment_id)
         if ref is None:  # deleted since the access check
             raise NotFoundError(f"experiment {experiment_id} does not exist")
-        return {"data": serialize_experiment(ref)}
+        data = serialize_experiment(ref)
+    data["pixel_size_um"] = registry.pixel_size(experiment_id)
+    return {"data": data}
 
 
 @api.route(

@@ -6,14 +6,16 @@ The work is in :mod:`tmlib.segmentations`.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from flask import Response
 
 import tmlib.models as tm
 from tmlib import segmentations as lib
+from tmlib import values
 from tmlib.features import get_mapobject_type, sorted_features
 from tmlib.site_images import find_site
 from tmserver.api import api
 from tmserver.api.tiles import image_size, serialize_segmentation_layer
-from tmserver.routing import Param
+from tmserver.routing import ID, Param
 
 TAG = "mapobjects"
 
@@ -118,6 +120,36 @@ def delete_mapobject_type(experiment_id: int, mapobject_type_id: int) -> dict:
 )
 def get_mapobject_info(experiment_id: int, mapobject_id: int) -> dict:
     return {"data": lib.mapobject_info(experiment_id, mapobject_id)}
+
+
+@api.route(
+    "GET",
+    "/experiments/{experiment_id}/mapobject_types/{mapobject_type_id}/values",
+    summary="One value per object of the type, to colour them: a feature's values or a tool "
+    "result's labels (binary: ids ascending, then float32 values, little-endian)",
+    tag=TAG,
+    query={
+        "feature_id": Param(ID, description="the values of this feature of the type"),
+        "tool_result_id": Param(
+            ID, description="the labels of this tool result (a heat map: its feature's values)"
+        ),
+        "tpoint": Param(int, default=0, minimum=0, description="time point of the values"),
+    },
+    produces="application/octet-stream",
+)
+def get_mapobject_values(
+    experiment_id: int,
+    mapobject_type_id: int,
+    feature_id: int | None,
+    tool_result_id: int | None,
+    tpoint: int,
+) -> Response:
+    found = values.type_values(experiment_id, mapobject_type_id, feature_id, tool_result_id, tpoint)
+    response = Response(found.to_bytes(), mimetype="application/octet-stream")
+    response.headers["X-Id-Dtype"] = found.id_dtype
+    response.headers["X-Count"] = str(found.count)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
 
 
 def _site_id(experiment_id: int, site: dict) -> int:

@@ -115,6 +115,28 @@ def get_segmentation_layer_tile(
     return _geojson(maptiles.vector_tile(experiment_id, segmentation_layer_id, z, x, y))
 
 
+#: the media type of Mapbox Vector Tiles
+MVT_TYPE = "application/vnd.mapbox-vector-tile"
+
+
+@api.route(
+    "GET",
+    "/experiments/{experiment_id}/segmentation_layers/{segmentation_layer_id}/tiles.mvt",
+    summary="A vector tile of objects as Mapbox Vector Tile (one layer named by the object "
+    "type; feature id = object id; extent 4096; tile-local y down from the top-left)",
+    tag=TAG,
+    query=_XYZ,
+    produces=MVT_TYPE,
+    token_in_query=True,
+    fast=True,
+)
+def get_segmentation_layer_mvt(
+    experiment_id: int, segmentation_layer_id: int, x: int, y: int, z: int
+) -> Blob:
+    data = maptiles.mvt_tile(experiment_id, segmentation_layer_id, z, x, y)
+    return Blob(data, MVT_TYPE, "private, no-cache")
+
+
 @api.route(
     "GET",
     "/experiments/{experiment_id}/segmentation_layers/{segmentation_layer_id}/labeled_tiles",

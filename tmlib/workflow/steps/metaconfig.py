@@ -6,7 +6,9 @@ type's reader, fill gaps from file names (named regex) and image headers
 stitch layout), group z-stacks for a maximum projection if asked, and write
 the result to ``workflow/metaconfig/output/``. The collect job turns all
 results into database rows in one transaction, numbering cycles and naming
-channels by the plate acquisition mode (reference §5.2).
+channels by the plate acquisition mode (reference §5.2), and records the pixel
+size the metadata give (``Experiment.pixel_size_um``: the size most planes
+have, along x where known; None where no reader tells it).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,19 +112,27 @@ class MetaConfig(Step):
         out = self.output_location / f"acquisition_{acquisition_id}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"acquisition_id": acquisition_id, "planes": planes}))
+        result = {
+            "acquisition_id": acquisition_id,
+            "planes": planes,
+            "pixel_size_um": _most_common(r.pixel_size_x or r.pixel_size_y for r in records),
+        }
+        tmp.write_text(json.dumps(result))
         os.replace(tmp, out)
 
     # ------------------------------------------------------------------ collect
 
     def collect_job_output(self, batch: dict[str, Any]) -> None:
         results = {}
+        pixel_sizes = []
         for path in sorted(self.output_location.glob("acquisition_*.json")):
             data = json.loads(path.read_text())
             results[data["acquisition_id"]] = data["planes"]
+            pixel_sizes.append(data.get("pixel_size_um"))
         with tm.utils.ExperimentSession(self.experiment_id) as session:
             old_channel_dirs = _remove_configuration(session)
             experiment = session.scalar(sa.select(tm.Experiment))
+            experiment.pixel_size_um = _most_common(pixel_sizes)
             multiplexing = experiment.plate_acquisition_mode == "multiplexing"
             order = (tm.Plate.created_at, tm.Plate.id, tm.Acquisition.created_at, tm.Acquisition.id)
             acquisitions = session.scalars(
@@ -226,12 +237,23 @@ class MetaConfig(Step):
 
 
 def _remove_configuration(session: Session) -> list[str]:
-    """Delete wells, sites, channels, cycles and planes; returns the channel directories."""
+    """Delete wells, sites, channels, cycles and planes (and forget the pixel size);
+    returns the channel directories."""
     channel_dirs = [c.location for c in session.scalars(sa.select(tm.Channel))]
+    session.execute(sa.update(tm.Experiment).values(pixel_size_um=None))
     for model in (tm.ChannelImageFile, tm.ChannelLayer, tm.IllumstatsFile, tm.SiteShift,
                   tm.Channel, tm.Site, tm.Well, tm.Cycle):  # fmt: skip
         session.execute(sa.delete(model))
     return channel_dirs
+
+
+def _most_common(sizes: Iterable[float | None]) -> float | None:
+    """The pixel size (micrometres) found most often among `sizes` (the smaller one of
+    equally frequent ones); None where none is known."""
+    counts = Counter(size for size in sizes if size)
+    if not counts:
+        return None
+    return float(min(counts, key=lambda size: (-counts[size], size)))
 
 
 def _complete(record: PlaneRecord, header: dict) -> PlaneRecord:

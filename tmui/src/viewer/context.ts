@@ -1,0 +1,31 @@
+// What every part of the viewer shares: the experiment, the map, the API, the plane shown.
+
+import type Map from "ol/Map";
+import type { Api } from "../api/client";
+import type { PixelGrid } from "./grid";
+
+export interface Plane {
+  tpoint: number;
+  zplane: number;
+}
+
+export interface ViewerContext {
+  api: Api;
+  experimentId: string;
+  user: string;
+  map: Map;
+  grid: PixelGrid;
+  /** The token tile URLs carry (browsers send no headers with tile requests). */
+  tileToken(): string;
+  plane(): Plane;
+  /** Redraw the side panels (state changed). */
+  changed(): void;
+  /** Remember the view's settings (channels, objects) for this user and experiment. */
+  saveSettings(): void;
+  /** Tests set `?test=1`: no tile fade-in, so pixels are final when rendering completes. */
+  testMode: boolean;
+}
+
+export function tileTransition(context: ViewerContext): number | undefined {
+  return context.testMode ? 0 : undefined;
+}
