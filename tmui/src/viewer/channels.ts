@@ -50,6 +50,7 @@ function round(value: number): number {
 
 export class Channels {
   readonly states: ChannelState[];
+  private dragged: ChannelState | null = null;
 
   constructor(
     private readonly context: ViewerContext,
@@ -154,6 +155,17 @@ export class Channels {
     });
   }
 
+  /** Put the dragged channel where `target` is (the list's order; channels add up in any order). */
+  private move(target: ChannelState): void {
+    const dragged = this.dragged;
+    this.dragged = null;
+    if (!dragged || dragged === target) return;
+    this.states.splice(this.states.indexOf(dragged), 1);
+    this.states.splice(this.states.indexOf(target), 0, dragged);
+    this.states.forEach((s, i) => s.layer?.setZIndex(i));
+    this.context.changed();
+  }
+
   savedSettings(): Record<string, ChannelSettings> {
     return Object.fromEntries(this.states.map((s) => [s.channel.name, { ...s.settings }]));
   }
@@ -256,6 +268,13 @@ export class Channels {
       class="layer-row ${state.selected ? "selected" : ""}"
       data-testid="channel-row"
       data-channel=${state.channel.name}
+      draggable="true"
+      @dragstart=${() => (this.dragged = state)}
+      @dragover=${(e: DragEvent) => e.preventDefault()}
+      @drop=${(e: DragEvent) => {
+        e.preventDefault();
+        this.move(state);
+      }}
     >
       <div class="row">
         <input type="checkbox" data-testid="channel-visible" .checked=${live(s.visible)} @change=${toggle} title="Show" />

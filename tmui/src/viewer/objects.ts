@@ -14,6 +14,9 @@ import { COLORMAPS, colormap, gradientCss, hexToRgb, OUTLINE_COLORS } from "./co
 import { tileTransition, type ViewerContext } from "./context";
 import { gearIcon, pencilIcon } from "../ui/icons";
 
+/** Colours a colour map is drawn with (objects coloured by a feature). */
+const COLOR_STEPS = 256;
+
 export interface ObjectSettings {
   visible: boolean;
   color: string;
@@ -71,7 +74,8 @@ interface TypeState {
   values: ValueLookup | null;
   loading: boolean;
   error: string;
-  styles: Map<string, Style>;
+  /** Styles by colour step (see `style`); dropped when the outline or colour map changes. */
+  styles: Map<number, Style>;
 }
 
 const SOURCES = new WeakMap<ViewerContext, Map<string, VectorTileSource>>();
@@ -175,21 +179,26 @@ export class Objects {
 
   private style(state: TypeState, feature: FeatureLike): Style {
     const s = state.settings;
-    let fill: string | null = null;
+    // the colour map in COLOR_STEPS steps: a few hundred styles, reused by every recolouring
+    let step = -1;
     if (s.featureId && state.values) {
       const value = state.values.get(featureId(feature));
       if (value !== undefined && Number.isFinite(value)) {
         const low = s.min ?? state.values.low;
         const high = s.max ?? state.values.high;
         const t = high > low ? (value - low) / (high - low) : 0.5;
-        const [r, g, b] = colormap(s.colormap, t);
-        fill = `rgba(${r},${g},${b},${s.opacity})`;
+        step = Math.round(Math.min(1, Math.max(0, t)) * (COLOR_STEPS - 1));
       }
     }
     const point = feature.getGeometry()?.getType() === "Point";
-    const key = `${point ? "p" : "a"}${fill ?? ""}`;
+    const key = (point ? COLOR_STEPS + 1 : 0) + step + 1;
     let style = state.styles.get(key);
     if (!style) {
+      let fill: string | null = null;
+      if (step >= 0) {
+        const [r, g, b] = colormap(s.colormap, step / (COLOR_STEPS - 1));
+        fill = `rgba(${r},${g},${b},${s.opacity})`;
+      }
       const stroke = new Stroke({ color: rgba(s.color, s.opacity), width: s.width });
       style = point
         ? new Style({
@@ -206,7 +215,7 @@ export class Objects {
   change(state: TypeState, change: Partial<ObjectSettings>): void {
     const before = state.settings.featureId;
     Object.assign(state.settings, change);
-    state.styles.clear();
+    if (["color", "width", "opacity", "colormap"].some((k) => k in change)) state.styles.clear();
     if (state.settings.featureId !== before) {
       state.values = null;
       state.settings.min = change.min ?? null;
@@ -240,7 +249,6 @@ export class Objects {
     } finally {
       state.loading = false;
     }
-    state.styles.clear();
     state.layer?.changed();
     this.context.changed();
   }
