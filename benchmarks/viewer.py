@@ -28,7 +28,11 @@ starts it) serves the plate on loopback, and:
    colour the Cells by must make exactly one values request and no tile
    request; time from the select's change event to the complete render after
    the values came (the legend names the feature), split into the request,
-   applying the values and the render.
+   applying the values and the render. Measured twice: with the flags of the
+   browser tests (2D canvases accelerated on SwiftShader's emulated GPU, which
+   is slow at filling 10^4 polygons and slows down from one recolour to the
+   next), and with ``--disable-accelerated-2d-canvas`` (canvases drawn on the
+   CPU, as a browser without a GPU does): ``recolour_cpu_canvas``.
 4. Frames per second while panning need a GPU: none here, so ``"fps": null``.
 
 Usage::
@@ -75,6 +79,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+#: 2D canvases rasterised on the CPU instead of the (here emulated) GPU
+CPU_CANVAS = "--disable-accelerated-2d-canvas"
 VIEWPORT = {"width": 1280, "height": 800}
 USER, PASSWORD = "bench", "bench"
 OBJECT_TYPE = "Cells"
@@ -692,6 +698,17 @@ def main() -> None:
                 host = machine(browser)
             finally:
                 browser.close()
+            # The same with 2D canvases drawn on the CPU: above, SwiftShader emulates the GPU
+            # that accelerates them, which is many times slower at filling 10^4 polygons and
+            # slows down as its caches fill; a browser on a machine without a GPU draws canvases
+            # on the CPU like this.
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                 args=[*CHROMIUM_ARGS, CPU_CANVAS])  # fmt: skip
+            try:
+                log("recolour, canvas on the CPU ...")
+                cpu_canvas = recolour(browser, url, token, eid, info, zoom, args.recolours)
+            finally:
+                browser.close()
 
     print(json.dumps({
         "benchmark": "viewer",
@@ -706,6 +723,7 @@ def main() -> None:
         "first_render_ms": first,
         "mvt": mvt,
         "recolour": recoloured,
+        "recolour_cpu_canvas": {**cpu_canvas, "chromium_flag": CPU_CANVAS},
         "fps": None,
         "fps_note": "no GPU here: Chromium renders WebGL and canvas in software (SwiftShader), "
         "so frames per second while panning would measure the CPU rasteriser; measure it on "

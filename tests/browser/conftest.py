@@ -26,8 +26,16 @@ assert_webgl2
 viewer_site (session)
     A :class:`browser.synthetic.ViewerSite`: the synthetic experiment,
     processed, served by a live tmserver on 127.0.0.1.
+zstack_site (session)
+    A :class:`browser.synthetic.ZStackSite`: a second experiment (two
+    z-planes) added to viewer_site's installation and served by its server;
+    built only when a test asks for it.
 login_token
     ``login_token(user, password=None) -> str``: a token of a viewer_site user.
+owner_page
+    The page, with viewer_site's owner logged in (a token in its session
+    storage); her selections and the experiment's tool results are deleted
+    before and after the test, as the site is shared by the session.
 browser_artifacts (session)
     The artefacts directory: ``$TMAPS_TEST_ARTIFACTS``, else
     ``<repo>/.pytest_artifacts/browser``.
@@ -44,7 +52,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .synthetic import ViewerSite, build_viewer_site
+from .synthetic import ViewerSite, ZStackSite, build_viewer_site, build_zstack_site
+from .ui import start_session
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -208,7 +217,34 @@ def viewer_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ViewerSite
         yield build_viewer_site(tmp_path_factory.mktemp("viewer_site"), stack)
 
 
+@pytest.fixture(scope="session")
+def zstack_site(viewer_site: ViewerSite, tmp_path_factory: pytest.TempPathFactory) -> ZStackSite:
+    """The z-stack experiment, processed and served (see browser/synthetic.py)."""
+    return build_zstack_site(viewer_site, tmp_path_factory.mktemp("zstack_site"))
+
+
 @pytest.fixture
 def login_token(viewer_site: ViewerSite) -> Callable[..., str]:
     """``login_token(user, password=None)``: POST /auth as a viewer_site user; the token."""
     return viewer_site.login
+
+
+def delete_selections_and_results(site: ViewerSite) -> None:
+    """Delete the owner's selections and the experiment's tool results (through the API)."""
+    token = site.login(site.owner)
+    base = f"/api/experiments/{site.experiment_id}"
+    for what in ("selections", "tools/results"):
+        response = site.server.call("GET", f"{base}/{what}", token)
+        assert response.status_code == 200, response.text
+        for item in response.json()["data"]:
+            deleted = site.server.call("DELETE", f"{base}/{what}/{item['id']}", token)
+            assert deleted.status_code == 200, deleted.text
+
+
+@pytest.fixture
+def owner_page(page, viewer_site: ViewerSite) -> Iterator[object]:
+    """The page with the owner logged in, and a clean slate (see module doc)."""
+    delete_selections_and_results(viewer_site)
+    start_session(page, viewer_site, viewer_site.owner)
+    yield page
+    delete_selections_and_results(viewer_site)

@@ -18,6 +18,10 @@ The pipeline (``threshold_manual`` at :data:`THRESHOLD` on ``c0``, ``label``,
 :data:`OBJECT_TYPE` with the intensities of both channels and their
 morphology as features.
 
+A second, smaller experiment (:func:`build_zstack_site`, only where a test asks
+for it) is added to the same installation: one site whose channel ``c0`` has two
+z-planes with a square each (:data:`ZSTACK_SQUARES`).
+
 Coordinates here are map pixels at full resolution: x = column and y = row,
 both from the top-left corner of the whole mosaic (the server's polygons and
 centroids use y = -row, as the original did).
@@ -241,8 +245,17 @@ PIPELINE = (
 )  # fmt: skip
 
 
-def write_pipeline(location: Path) -> None:
-    """The jterator project (pipeline.yaml and handles/) that finds the squares."""
+def write_pipeline(
+    location: Path,
+    pipeline: tuple = PIPELINE,
+    channels: tuple[str, ...] = CHANNELS,
+    object_type: str = OBJECT_TYPE,
+) -> None:
+    """The jterator project (pipeline.yaml and handles/) that finds the squares.
+
+    `pipeline` lists (module, handles name, settings) as :data:`PIPELINE`; the
+    objects ``register_objects`` makes are of type `object_type`.
+    """
     import yaml
 
     import jtmodules
@@ -250,7 +263,7 @@ def write_pipeline(location: Path) -> None:
     library = Path(jtmodules.__file__).parent
     (location / "handles").mkdir(parents=True, exist_ok=True)
     steps = []
-    for module, name, settings in PIPELINE:
+    for module, name, settings in pipeline:
         handles = yaml.safe_load((library / f"{module}.handles.yaml").read_text())
         for handle in handles.get("input") or []:
             if handle["name"] in settings:
@@ -258,7 +271,7 @@ def write_pipeline(location: Path) -> None:
         for handle in handles.get("output") or []:
             if "key" in handle:
                 registers = module == "register_objects"
-                handle["key"] = OBJECT_TYPE if registers else f"{name}.{handle['name']}"
+                handle["key"] = object_type if registers else f"{name}.{handle['name']}"
         (location / "handles" / f"{name}.handles.yaml").write_text(
             yaml.safe_dump(handles, sort_keys=False)
         )
@@ -266,9 +279,9 @@ def write_pipeline(location: Path) -> None:
             {"source": f"{module}.py", "handles": f"handles/{name}.handles.yaml", "active": True}
         )
     document = {
-        "input": {"channels": [{"name": c, "correct": False} for c in CHANNELS], "objects": []},
+        "input": {"channels": [{"name": c, "correct": False} for c in channels], "objects": []},
         "pipeline": steps,
-        "output": {"objects": [{"name": OBJECT_TYPE, "as_polygons": True}]},
+        "output": {"objects": [{"name": object_type, "as_polygons": True}]},
     }
     (location / "pipeline.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
 
@@ -461,4 +474,178 @@ def build_viewer_site(root: Path, stack) -> ViewerSite:
         squares=squares,
         build_seconds=time.monotonic() - started,
         api=answers,
+    )
+
+
+# -------------------------------------------------------------------- z-stack
+
+#: the z-stack experiment: one well (A01), one site of this size, channel c0 only
+ZSTACK_EXPERIMENT = "zstack"
+ZSTACK_SITE_SIZE = (256, 256)
+#: per z-plane (index = zplane): the square (top row, left column, side) where c0 is BRIGHT
+#: on that plane only (BACKGROUND elsewhere); the squares do not overlap
+ZSTACK_SQUARES = ((32, 40, 64), (136, 120, 96))
+#: objects uploaded through the API, one layer per z-plane: label 1 is that plane's square
+PLANE_TYPE = "PlaneSquares"
+
+#: jterator's modules take 2D images: project the stack (maximum), then as :data:`PIPELINE`
+ZSTACK_PIPELINE = (
+    ("project", "project_c0", {"image": "c0", "method": "max"}),
+    ("threshold_manual", "threshold_c0",
+     {"image": "project_c0.projected_image", "threshold": THRESHOLD}),
+    ("label", "label", {"mask": "threshold_c0.mask", "connectivity": 8}),
+    ("register_objects", "register_squares", {"mask": "label.label_image"}),
+)  # fmt: skip
+
+
+@dataclass
+class ZStackSite:
+    """A second experiment of the viewer site's installation (same server and users), whose
+    one channel ``c0`` has two z-planes with a bright square each.
+
+    Objects: :data:`OBJECT_TYPE`, found by the workflow in the maximum projection (both
+    squares, in the layers jterator makes), and :data:`PLANE_TYPE`, one label image per
+    z-plane uploaded through the API (each plane's square in that plane's layer).
+    """
+
+    base_url: str
+    experiment_id: int
+    owner: str
+    users: dict[str, str]
+    server: object
+    width: int  #: of the mosaic at full resolution
+    height: int
+    max_zoom: int
+    site: Box  #: the one site, in map pixels
+    squares: tuple[Box, ...]  #: per z-plane, in map pixels
+    #: zplane -> id of c0's channel layer
+    channel_layers: dict[int, str]
+    #: type name -> [(tpoint, zplane, layer id)] as the server lists them
+    segmentation_layers: dict[str, list[tuple[int | None, int | None, str]]]
+    mapobject_types: dict[str, str]  #: name -> id
+    #: zplane -> ``{label: box}`` of OBJECT_TYPE's objects, for each z-plane it has a layer of
+    found_objects: dict[int, dict[int, Box]]
+    build_seconds: float
+
+    def login(self, user: str, password: str | None = None) -> str:
+        return self.server.login(user, self.users[user] if password is None else password)
+
+
+def zstack_images() -> list[np.ndarray]:
+    """c0 of the one site, per z-plane (uint16)."""
+    planes = []
+    for top, left, side in ZSTACK_SQUARES:
+        plane = np.full(ZSTACK_SITE_SIZE, BACKGROUND, np.uint16)
+        plane[top : top + side, left : left + side] = BRIGHT
+        planes.append(plane)
+    return planes
+
+
+def _label_boxes(labels: np.ndarray, origin: Box) -> dict[int, Box]:
+    """The bounding box (map pixels) of each label of a site's label image."""
+    boxes = {}
+    for label in (int(v) for v in np.unique(labels) if v):
+        rows, columns = np.nonzero(labels == label)
+        boxes[label] = Box(
+            origin.x + int(columns.min()),
+            origin.y + int(rows.min()),
+            int(columns.max() - columns.min()) + 1,
+            int(rows.max() - rows.min()) + 1,
+        )
+    return boxes
+
+
+def build_zstack_site(site: ViewerSite, root: Path) -> ZStackSite:
+    """Add the z-stack experiment to `site`'s installation, process it and upload
+    :data:`PLANE_TYPE`'s label images (the server keeps running throughout)."""
+    import base64
+    import io
+
+    import tifffile
+
+    started = time.monotonic()
+    environ = {**os.environ, **site.environ}
+    environ.pop("TMAPS_STORAGE_HOME", None)
+    source = root / "microscope" / ZSTACK_EXPERIMENT
+    source.mkdir(parents=True)
+    for z, pixels in enumerate(zstack_images()):
+        path = source / f"zstack_A01_s0_cc0_z{z}.tif"
+        tifffile.imwrite(path, pixels, photometric="minisblack", metadata=None)
+    experiment_id = int(
+        run_program(environ, "tm_add", "experiment", "-e", ZSTACK_EXPERIMENT, "-u", OWNER,
+                    "--microscope-type", "tiff", "--plate-format", "96").strip()
+    )  # fmt: skip
+    run_program(environ, "tm_add", "plate", "-e", experiment_id, "-p", PLATE)
+    run_program(environ, "tm_add", "acquisition", "-e", experiment_id, "-p", PLATE,
+                "-a", ACQUISITION)  # fmt: skip
+    run_program(environ, "tm_add", "files", "-q", "-e", experiment_id, "-p", PLATE,
+                "-a", ACQUISITION, "-s", source)  # fmt: skip
+    location = site.home / "experiments" / f"experiment_{experiment_id}"
+    write_pipeline(location / "workflow" / "jterator", ZSTACK_PIPELINE, ("c0",), OBJECT_TYPE)
+    run_program(environ, "tm_workflow", experiment_id, "submit", "--interval", "0.2")
+
+    server, token = site.server, site.login(OWNER)
+    base = f"/api/experiments/{experiment_id}"
+
+    def get(path: str, **params) -> object:
+        response = server.call("GET", f"{base}{path}", token, params=params)
+        assert response.status_code == 200, (path, response.text)
+        return response.json()["data"]
+
+    layout = get("/layout")
+    (site_box,) = (Box(*b) for b in layout["sites"]["box"])
+    assert (site_box.height, site_box.width) == ZSTACK_SITE_SIZE, site_box
+    squares = tuple(Box(left, top, side, side).shifted(site_box.x, site_box.y)
+                    for top, left, side in ZSTACK_SQUARES)  # fmt: skip
+    where = {"plate_name": PLATE, "well_name": "A01", "well_pos_x": 0, "well_pos_y": 0}
+    # PLANE_TYPE: each plane's square, in that plane's layer
+    response = server.call("POST", f"{base}/mapobject_types", token, json={"name": PLANE_TYPE})
+    assert response.status_code in (200, 201), response.text
+    plane_type = response.json()["data"]["id"]
+    for z, (top, left, side) in enumerate(ZSTACK_SQUARES):
+        labels = np.zeros(ZSTACK_SITE_SIZE, np.int32)
+        labels[top : top + side, left : left + side] = 1
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, segmentation=labels)
+        body = {**where, "tpoint": 0, "zplane": z,
+                "npz_file": base64.b64encode(buffer.getvalue()).decode()}  # fmt: skip
+        response = server.call(
+            "POST", f"{base}/mapobject_types/{plane_type}/segmentations", token, json=body
+        )
+        assert response.status_code == 200, response.text
+
+    channels = get("/channels")
+    (c0,) = channels
+    assert c0["name"] == "c0", c0
+    kinds = {k["name"]: k for k in get("/mapobject_types")}
+    found = {}
+    for squares_layer in kinds[OBJECT_TYPE]["layers"]:  # the planes jterator made layers for
+        labels = get(f"/mapobject_types/{kinds[OBJECT_TYPE]['id']}/segmentations", **where,
+                     tpoint=squares_layer["tpoint"], zplane=squares_layer["zplane"])  # fmt: skip
+        found[squares_layer["zplane"]] = _label_boxes(np.asarray(labels), site_box)
+        # segmented in the maximum projection: the squares of all planes
+        assert set(found[squares_layer["zplane"]].values()) == set(squares), found
+    for z, square in enumerate(squares):
+        labels = get(f"/mapobject_types/{plane_type}/segmentations", **where, tpoint=0, zplane=z)
+        assert _label_boxes(np.asarray(labels), site_box) == {1: square}, (z, square)
+    layer = c0["layers"][0]
+    return ZStackSite(
+        base_url=server.url,
+        experiment_id=experiment_id,
+        owner=OWNER,
+        users=dict(USERS),
+        server=server,
+        width=layer["image_size"]["width"],
+        height=layer["image_size"]["height"],
+        max_zoom=layer["max_zoom"],
+        site=site_box,
+        squares=squares,
+        channel_layers={lay["zplane"]: lay["id"] for lay in c0["layers"]},
+        segmentation_layers={
+            name: [(lay["tpoint"], lay["zplane"], lay["id"]) for lay in kind["layers"]]
+            for name, kind in kinds.items()
+        },
+        mapobject_types={name: kind["id"] for name, kind in kinds.items()},
+        found_objects=found,
+        build_seconds=time.monotonic() - started,
     )

@@ -8,7 +8,7 @@ import ImageTile from "ol/source/ImageTile";
 import type { Pixel } from "ol/pixel";
 import type { Channel, ChannelLayer } from "../api/types";
 import { CHANNEL_PRESETS, hexToRgb } from "./colormaps";
-import { tileTransition, type ViewerContext } from "./context";
+import { showPlane, tileTransition, type PlaneLayer, type ViewerContext } from "./context";
 import { gearIcon, pencilIcon } from "../ui/icons";
 
 export interface ChannelSettings {
@@ -23,13 +23,11 @@ export interface ChannelSettings {
 /** Percentiles of the auto-contrast window (of the non-background pixels). */
 const AUTO_PERCENTILES: [number, number] = [0.5, 99.5];
 
-interface ChannelState {
+interface ChannelState extends PlaneLayer<WebGLTileLayer> {
   channel: Channel;
   settings: ChannelSettings;
   /** Real intensities of 8-bit tile values 0 and 255. */
   range: [number, number];
-  layer: WebGLTileLayer | null;
-  layerKey: string;
   selected: boolean;
   open: boolean;
   renaming: boolean;
@@ -87,13 +85,9 @@ export class Channels {
   sync(): void {
     this.states.forEach((state, index) => {
       const layer = this.currentLayer(state);
-      const key = layer ? layer.id : "";
-      if (state.layerKey !== key) {
-        if (state.layer) this.context.map.removeLayer(state.layer);
-        state.layer = layer ? this.makeLayer(layer, state, index) : null;
-        state.layerKey = key;
-        if (state.layer) this.context.map.addLayer(state.layer);
-      }
+      showPlane(this.context.map, state, layer?.id ?? "", () =>
+        this.makeLayer(layer as ChannelLayer, state, index),
+      );
       if (state.layer) {
         state.layer.setVisible(state.settings.visible);
         state.layer.updateStyleVariables(this.variables(state));

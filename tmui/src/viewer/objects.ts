@@ -11,7 +11,7 @@ import type { FeatureLike } from "ol/Feature";
 import { Circle, Fill, Stroke, Style } from "ol/style";
 import type { MapobjectType, ObjectValues, SegmentationLayer } from "../api/types";
 import { COLORMAPS, colormap, gradientCss, hexToRgb, OUTLINE_COLORS } from "./colormaps";
-import { tileTransition, type ViewerContext } from "./context";
+import { showPlane, tileTransition, type PlaneLayer, type ViewerContext } from "./context";
 import { gearIcon, pencilIcon } from "../ui/icons";
 
 /** Colours a colour map is drawn with (objects coloured by a feature). */
@@ -64,11 +64,9 @@ export function featureId(feature: FeatureLike): number {
   return Number(feature.getId());
 }
 
-interface TypeState {
+interface TypeState extends PlaneLayer<VectorTileLayer> {
   type: MapobjectType;
   settings: ObjectSettings;
-  layer: VectorTileLayer | null;
-  layerKey: string;
   open: boolean;
   renaming: boolean;
   values: ValueLookup | null;
@@ -104,6 +102,9 @@ export function planeLayer(context: ViewerContext, type: MapobjectType): Segment
   const { tpoint, zplane } = context.plane();
   return (
     type.layers.find((l) => l.tpoint === tpoint && l.zplane === zplane) ??
+    // jterator segments a projection of a z-stack: its objects are stored at z-plane 0
+    // and belong to every plane of their time point
+    type.layers.find((l) => l.tpoint === tpoint && l.zplane === 0) ??
     type.layers.find((l) => l.tpoint === null)
   );
 }
@@ -158,38 +159,35 @@ export class Objects {
   sync(): void {
     this.states.forEach((state, index) => {
       const layer = planeLayer(this.context, state.type);
-      const key = layer?.id ?? "";
-      if (state.layerKey !== key) {
-        if (state.layer) this.context.map.removeLayer(state.layer);
-        state.layer = layer
-          ? new VectorTileLayer({
-              source: objectSource(this.context, layer),
-              style: (feature) => this.style(state, feature),
-              zIndex: 100 + index,
-              properties: { mapobjectType: state.type.name },
-              renderBuffer: 50,
-            })
-          : null;
-        state.layerKey = key;
-        if (state.layer) this.context.map.addLayer(state.layer);
-      }
+      showPlane(this.context.map, state, layer?.id ?? "", () =>
+        new VectorTileLayer({
+          source: objectSource(this.context, layer as SegmentationLayer),
+          style: (feature) => this.style(state, feature),
+          zIndex: 100 + index,
+          properties: { mapobjectType: state.type.name },
+          renderBuffer: 50,
+        }),
+      );
       state.layer?.setVisible(state.settings.visible);
     });
+  }
+
+  /** The colour-map step of an object (-1: not coloured). */
+  private step(state: TypeState, feature: FeatureLike): number {
+    const s = state.settings;
+    if (!s.featureId || !state.values) return -1;
+    const value = state.values.get(featureId(feature));
+    if (value === undefined || !Number.isFinite(value)) return -1;
+    const low = s.min ?? state.values.low;
+    const high = s.max ?? state.values.high;
+    const t = high > low ? (value - low) / (high - low) : 0.5;
+    return Math.round(Math.min(1, Math.max(0, t)) * (COLOR_STEPS - 1));
   }
 
   private style(state: TypeState, feature: FeatureLike): Style {
     const s = state.settings;
     // the colour map in COLOR_STEPS steps: a few hundred styles, reused by every recolouring
-    let step = -1;
-    if (s.featureId && state.values) {
-      const value = state.values.get(featureId(feature));
-      if (value !== undefined && Number.isFinite(value)) {
-        const low = s.min ?? state.values.low;
-        const high = s.max ?? state.values.high;
-        const t = high > low ? (value - low) / (high - low) : 0.5;
-        step = Math.round(Math.min(1, Math.max(0, t)) * (COLOR_STEPS - 1));
-      }
-    }
+    const step = this.step(state, feature);
     const point = feature.getGeometry()?.getType() === "Point";
     const key = (point ? COLOR_STEPS + 1 : 0) + step + 1;
     let style = state.styles.get(key);

@@ -7,20 +7,18 @@ import { live } from "lit-html/directives/live.js";
 import VectorTileLayer from "ol/layer/VectorTile";
 import { Fill, Style } from "ol/style";
 import type { FeatureLike } from "ol/Feature";
-import type { MapobjectType, ToolResult } from "../api/types";
+import type { MapobjectType, SegmentationLayer, ToolResult } from "../api/types";
 import { CATEGORY_COLORS, colormap, hexToRgb } from "./colormaps";
-import type { ViewerContext } from "./context";
+import { showPlane, type PlaneLayer, type ViewerContext } from "./context";
 import { featureId, objectSource, planeLayer, ValueLookup } from "./objects";
 import { pencilIcon, trashIcon } from "../ui/icons";
 
-interface ResultState {
+interface ResultState extends PlaneLayer<VectorTileLayer> {
   result: ToolResult;
   type: MapobjectType | undefined;
   visible: boolean;
   opacity: number;
   values: ValueLookup | null;
-  layer: VectorTileLayer | null;
-  layerKey: string;
   counts: Map<number, number>;
   renaming: boolean;
   styles: Map<string, Style>;
@@ -108,20 +106,14 @@ export class Results {
   sync(): void {
     this.states.forEach((state, index) => {
       const layer = state.type ? planeLayer(this.context, state.type) : undefined;
-      const key = layer?.id ?? "";
-      if (state.layerKey !== key) {
-        if (state.layer) this.context.map.removeLayer(state.layer);
-        state.layer = layer
-          ? new VectorTileLayer({
-              source: objectSource(this.context, layer),
-              style: (feature) => this.style(state, feature),
-              zIndex: 500 + index,
-              properties: { result: state.result.name },
-            })
-          : null;
-        state.layerKey = key;
-        if (state.layer) this.context.map.addLayer(state.layer);
-      }
+      showPlane(this.context.map, state, layer?.id ?? "", () =>
+        new VectorTileLayer({
+          source: objectSource(this.context, layer as SegmentationLayer),
+          style: (feature) => this.style(state, feature),
+          zIndex: 500 + index,
+          properties: { result: state.result.name },
+        }),
+      );
       if (state.layer) {
         state.layer.setVisible(state.visible);
         state.layer.setOpacity(state.opacity);

@@ -326,11 +326,15 @@ export class ViewerScreen {
         () => (this.layoutRequested = false),
       );
     }
+    const place = this.layout ? placeAt(this.layout, x, y) : null;
+    // outside the sites nothing was imaged: the tiles' black there is no intensity
+    const imaged = !this.layout || place?.site;
+    const intensities = this.channels.readout(event.pixel);
     this.hover = {
       x,
       y,
-      place: this.layout ? placeAt(this.layout, x, y) : null,
-      intensities: this.channels.readout(event.pixel),
+      place,
+      intensities: imaged ? intensities : intensities.map((i) => ({ ...i, value: null })),
     };
     this.changed();
   }
