@@ -359,6 +359,50 @@ def test_pixel_size_of_a_cellvoyager_plate(processed_server, processed):
     assert channels and all(c["pixel_size_um"] == pytest.approx(0.325) for c in channels)
 
 
+def test_layout_names_the_boxes_of_plates_wells_and_sites(processed_server, processed):
+    eid = processed.experiment_id
+    layout = processed_server.get(f"/api/experiments/{eid}/layout").get_json()["data"]
+    with tm.utils.ExperimentSession(eid) as session:
+        experiment = session.scalars(sa.select(tm.Experiment)).one()
+        size = (experiment.pyramid_width, experiment.pyramid_height)
+        wells = dict(session.execute(sa.select(tm.Well.id, tm.Well.name)).all())
+        sites = {s.id: (s.well_id, s.x, s.y, s.width, s.height) for s in session.scalars(
+            sa.select(tm.Site))}  # fmt: skip
+    assert (layout["width"], layout["height"]) == size
+    assert [w["name"] for w in layout["wells"]] == [wells[i] for i in sorted(wells)]
+    columns = layout["sites"]
+    assert sorted(map(int, columns["id"])) == sorted(sites)
+    for n, site_id in enumerate(columns["id"]):
+        well_id, x, y, width, height = sites[int(site_id)]
+        assert layout["wells"][columns["well"][n]]["name"] == wells[well_id]
+        assert (columns["x"][n], columns["y"][n]) == (x, y)
+        bx, by, bw, bh = columns["box"][n]
+        assert (bw, bh) == (width, height)
+        # a site lies in its well, the well in its plate, all in the mosaic
+        wx, wy, ww, wh = layout["wells"][columns["well"][n]]["box"]
+        assert wx <= bx and wy <= by and bx + bw <= wx + ww and by + bh <= wy + wh
+    for plate in layout["plates"]:
+        px, py, pw, ph = plate["box"]
+        assert px >= 0 and py >= 0 and px + pw <= size[0] and py + ph <= size[1]
+    # boxes do not overlap: a point names one site
+    boxes = columns["box"]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert (
+                a[0] + a[2] <= b[0]
+                or b[0] + b[2] <= a[0]
+                or a[1] + a[3] <= b[1]
+                or (b[1] + b[3] <= a[1])
+            )
+    _error(processed_server.get(f"/api/experiments/{eid}/layout", user="bob"), 403)
+    _error(processed_server.get(f"/api/experiments/{eid}/layout", user=None), 401)
+
+
+def test_layout_of_an_experiment_without_sites(server):
+    eid = server.post("/api/experiments", json={"name": "empty"}).get_json()["data"]["id"]
+    assert "no sites" in _error(server.get(f"/api/experiments/{eid}/layout"), 400)
+
+
 def test_pixel_size_unknown_without_metadata(server):
     eid = server.post("/api/experiments", json={"name": "new"}).get_json()["data"]["id"]
     assert server.get(f"/api/experiments/{eid}").get_json()["data"]["pixel_size_um"] is None
