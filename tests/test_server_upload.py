@@ -76,6 +76,25 @@ def _status(server, eid, aid):
     return acq["status"], plate["status"]
 
 
+def test_validity_check_explains_every_refusal(server, acquisition, plate_files):
+    eid, aid = acquisition
+    name = sorted(plate_files)[0]
+    sent = [name, ".DS_Store", "a/b.tif", "notes.txt", 7]
+    url = _url(eid, aid, "/upload/validity-check")
+    # by default a name that is no plain file name refuses the request (as the original)
+    _error(server.post(url, json={"files": [{"name": n} for n in sent]}), 400)
+    answer = server.post(url, json={"files": [{"name": n} for n in sent], "explain": True})
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert body["is_valid"] == [True, False, False, False, False]
+    reasons = body["reasons"]
+    assert reasons[0] is None
+    assert "must not start with '.'" in reasons[1]
+    assert "plain name, not a path" in reasons[2]
+    assert "image or metadata file" in reasons[3]
+    assert "must be a string" in reasons[4]
+
+
 def test_full_upload_round(server, acquisition, plate_files):
     eid, aid = acquisition
     names = sorted(plate_files)
@@ -85,6 +104,8 @@ def test_full_upload_round(server, acquisition, plate_files):
     )
     assert check.status_code == 200, check.get_json()
     assert check.get_json()["is_valid"] == [True] * len(names) + [False]
+    assert check.get_json()["reasons"][:-1] == [None] * len(names)
+    assert "not a cellvoyager image or metadata file" in check.get_json()["reasons"][-1]
     assert _status(server, eid, aid) == ("WAITING", "WAITING")
 
     todo = server.post(_url(eid, aid, "/upload/register"), json={"files": names})

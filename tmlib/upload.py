@@ -166,11 +166,44 @@ def check_validity(experiment_id: int, acquisition_id: int, names: Sequence[obje
     NotFoundError
         When the acquisition does not exist.
     """
-    checked = check_filenames(names)
+    reasons = refusals(experiment_id, acquisition_id, names, strict=True)
+    return [reason is None for reason in reasons]
+
+
+def refusals(
+    experiment_id: int, acquisition_id: int, names: Sequence[object], strict: bool = False
+) -> list[str | None]:
+    """Why each name would be refused (None: accepted), in order.
+
+    A name that is not a plain file name (:func:`check_filename`) raises with
+    `strict`, else it is refused with that reason, so a client can list every
+    refused file of a dropped folder (with its ``.DS_Store``) and its reason.
+
+    Raises
+    ------
+    InvalidInputError
+        With `strict`, for the first name that is not a plain file name.
+    NotFoundError
+        When the acquisition does not exist.
+    """
+    reasons: list[str | None] = []
+    plain: list[str | None] = []
+    for name in names:
+        try:
+            plain.append(check_filename(name))
+            reasons.append(None)
+        except InvalidInputError as err:
+            if strict:
+                raise
+            plain.append(None)
+            reasons.append(str(err))
     with tm.utils.ExperimentSession(experiment_id) as session:
         _acquisition(session, acquisition_id)
         microscope = _microscope(session)
-        return [_model_for(microscope, name) is not None for name in checked]
+        for i, name in enumerate(plain):
+            if name is not None and _model_for(microscope, name) is None:
+                reasons[i] = f"not a {microscope.name} image or metadata file (by its name)"
+    return reasons
 
 
 def _known_statuses(session: Session, acquisition_id: int) -> dict[str, str]:

@@ -229,19 +229,30 @@ def delete_acquisition(experiment_id: int, acquisition_id: int) -> dict:
 @api.route(
     "POST",
     "/experiments/{experiment_id}/acquisitions/{acquisition_id}/upload/validity-check",
-    summary="Which file names the microscope type accepts",
+    summary="Which file names the microscope type accepts, and why not (``reasons``)",
     tag=UPLOAD_TAG,
     permission="write",
-    body={"files": Param(list, required=True, items=dict, description="[{name}]")},
+    body={
+        "files": Param(list, required=True, items=dict, description="[{name}]"),
+        "explain": Param(
+            bool,
+            default=False,
+            description="refuse names that are no plain file names with a reason "
+            "(else the request is refused)",
+        ),
+    },
     bulk_json=True,  # a plate has ~10^5 file names
 )
-def check_upload_validity(experiment_id: int, acquisition_id: int, files: list[dict]) -> dict:
+def check_upload_validity(
+    experiment_id: int, acquisition_id: int, files: list[dict], explain: bool
+) -> dict:
     names = []
     for i, item in enumerate(files):
         if "name" not in item:
             raise MalformedRequestError(f"parameter 'files[{i}]' has no 'name'")
         names.append(item["name"])
-    return {"is_valid": upload.check_validity(experiment_id, acquisition_id, names)}
+    reasons = upload.refusals(experiment_id, acquisition_id, names, strict=not explain)
+    return {"is_valid": [r is None for r in reasons], "reasons": reasons}
 
 
 @api.route(

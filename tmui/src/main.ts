@@ -9,6 +9,8 @@ import { navigate, parseRoute } from "./router";
 import { appBar } from "./ui/appbar";
 import { ExperimentsScreen } from "./ui/experiments";
 import { loginView, type LoginState } from "./ui/login";
+import { PipelineScreen } from "./pipeline/pipeline";
+import { UploadScreen } from "./upload/upload";
 import { ViewerScreen } from "./viewer/viewer";
 
 interface Screen {
@@ -108,6 +110,10 @@ class App {
         this.screen = new ViewerScreen(this.api, session, route.params.experimentId, route.query, () =>
           this.draw(),
         );
+      } else if (route.name === "upload" && session) {
+        this.screen = new UploadScreen(this.api, route.params.experimentId, () => this.draw());
+      } else if (route.name === "pipeline" && session) {
+        this.screen = new PipelineScreen(this.api, route.params.experimentId, () => this.draw());
       } else {
         document.title = "Log in · TissueMAPS";
       }

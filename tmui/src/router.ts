@@ -10,7 +10,9 @@ const PATTERNS: [string, RegExp][] = [
   ["login", /^\/login\/?$/],
   ["experiments", /^\/(experiments\/?)?$/],
   ["viewer", /^\/viewer\/(?<experimentId>\d+)\/?$/],
-  // the workflow manager and pipeline editor come here: /experiments/<id>/workflow, /pipeline
+  ["upload", /^\/experiments\/(?<experimentId>\d+)\/upload\/?$/],
+  // the workflow manager comes here: /experiments/<id>/workflow
+  ["pipeline", /^\/experiments\/(?<experimentId>\d+)\/pipeline\/?$/],
 ];
 
 export function parseRoute(location: Location): Route | null {

@@ -297,4 +297,225 @@ export class Api {
   async deleteToolResult(experimentId: string, resultId: string): Promise<void> {
     await this.request("DELETE", `/api/experiments/${experimentId}/tools/results/${resultId}`);
   }
+
+  // --- upload: plates, acquisitions, files (section of the upload screen)
+  // (types named inline with import(): the import list at the top is shared by every section)
+  plates(experimentId: string): Promise<import("./types").Plate[]> {
+    return this.data("GET", `/api/experiments/${experimentId}/plates`);
+  }
+
+  createPlate(
+    experimentId: string,
+    name: string,
+    description = "",
+  ): Promise<import("./types").Plate> {
+    return this.data("POST", `/api/experiments/${experimentId}/plates`, { name, description });
+  }
+
+  async renamePlate(experimentId: string, plateId: string, name: string): Promise<void> {
+    await this.request("PUT", `/api/experiments/${experimentId}/plates/${plateId}`, { name });
+  }
+
+  async deletePlate(experimentId: string, plateId: string): Promise<void> {
+    await this.request("DELETE", `/api/experiments/${experimentId}/plates/${plateId}`);
+  }
+
+  acquisition(experimentId: string, acquisitionId: string): Promise<import("./types").Acquisition> {
+    return this.data("GET", `/api/experiments/${experimentId}/acquisitions/${acquisitionId}`);
+  }
+
+  createAcquisition(
+    experimentId: string,
+    plateName: string,
+    name: string,
+    description = "",
+  ): Promise<import("./types").Acquisition> {
+    return this.data("POST", `/api/experiments/${experimentId}/acquisitions`, {
+      plate_name: plateName,
+      name,
+      description,
+    });
+  }
+
+  async renameAcquisition(experimentId: string, acquisitionId: string, name: string): Promise<void> {
+    await this.request("PUT", `/api/experiments/${experimentId}/acquisitions/${acquisitionId}`, { name });
+  }
+
+  async deleteAcquisition(experimentId: string, acquisitionId: string): Promise<void> {
+    await this.request("DELETE", `/api/experiments/${experimentId}/acquisitions/${acquisitionId}`);
+  }
+
+  /** Why the server would refuse each name (null: accepted), in order. */
+  async checkUploadNames(
+    experimentId: string,
+    acquisitionId: string,
+    names: string[],
+  ): Promise<(string | null)[]> {
+    const answer = await this.json<{ reasons: (string | null)[] }>(
+      "POST",
+      `/api/experiments/${experimentId}/acquisitions/${acquisitionId}/upload/validity-check`,
+      { files: names.map((name) => ({ name })), explain: true },
+    );
+    return answer.reasons;
+  }
+
+  /** Register names about to be uploaded; the answer: those not yet uploaded completely. */
+  registerUploads(experimentId: string, acquisitionId: string, names: string[]): Promise<string[]> {
+    return this.data(
+      "POST",
+      `/api/experiments/${experimentId}/acquisitions/${acquisitionId}/upload/register`,
+      { files: names },
+    );
+  }
+
+  uploadCount(experimentId: string, acquisitionId: string): Promise<number> {
+    return this.data("GET", `/api/experiments/${experimentId}/acquisitions/${acquisitionId}/upload/count`);
+  }
+
+  microscopeFiles(
+    experimentId: string,
+    acquisitionId: string,
+    kind: "images" | "metadata",
+  ): Promise<import("./types").MicroscopeFile[]> {
+    return this.data("GET", `/api/experiments/${experimentId}/acquisitions/${acquisitionId}/${kind}`);
+  }
+
+  /**
+   * Send one registered file (multipart field `file`) with upload progress: XMLHttpRequest,
+   * as fetch reports none. The browser reads the file while it sends it. Rejects with an
+   * ApiError (status 0: the connection was lost) or, when `signal` aborts, a DOMException
+   * named "AbortError".
+   */
+  uploadMicroscopeFile(
+    experimentId: string,
+    acquisitionId: string,
+    file: Blob,
+    name: string,
+    onProgress: import("./types").UploadProgress,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const path = `/api/experiments/${experimentId}/acquisitions/${acquisitionId}/microscope-file`;
+    return new Promise<string>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(new DOMException("The upload was cancelled", "AbortError"));
+        return;
+      }
+      const xhr = new XMLHttpRequest();
+      const onAbort = () => xhr.abort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const done = () => signal?.removeEventListener("abort", onAbort);
+      xhr.open("POST", path);
+      if (this.token) xhr.setRequestHeader("Authorization", `JWT ${this.token}`);
+      xhr.responseType = "text";
+      xhr.upload.onprogress = (event) =>
+        onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
+      xhr.onabort = () => {
+        done();
+        reject(new DOMException("The upload was cancelled", "AbortError"));
+      };
+      xhr.onerror = () => {
+        done();
+        reject(
+          new ApiError(
+            0,
+            "Connection lost while sending the file: the server cannot be reached. Retry when it is back.",
+          ),
+        );
+      };
+      xhr.ontimeout = xhr.onerror;
+      xhr.onload = () => {
+        done();
+        let payload: { message?: string; error?: { message?: string } } = {};
+        try {
+          payload = JSON.parse(xhr.responseText) as typeof payload;
+        } catch {
+          // not JSON (a proxy's page): keep the generic message
+        }
+        if (xhr.status >= 200 && xhr.status < 300) {
+          resolve(payload.message ?? "ok");
+          return;
+        }
+        let message = payload.error?.message ?? `The server refused the file (status ${xhr.status}).`;
+        if (xhr.status === 413 && !payload.error?.message) {
+          message = "The file is larger than the server accepts.";
+        }
+        if (xhr.status === 502 || xhr.status === 503 || xhr.status === 504) {
+          message = "The server is restarting or overloaded. Try again shortly.";
+        }
+        if (xhr.status === 401 && this.token) this.onUnauthorized(message);
+        reject(new ApiError(xhr.status, message));
+      };
+      const form = new FormData();
+      form.append("file", file, name);
+      xhr.send(form);
+    });
+  }
+
+
+  // --- workflow: description, status, submit, jobs (section of the workflow manager)
+
+  // --- jterator editor: project, modules, checks, debug jobs (section of the pipeline editor)
+  // (types named with import("./types"): the shared import list at the top stays untouched)
+  jtProject(experimentId: string): Promise<import("./types").JtProject> {
+    return this.data("GET", `/jtui/experiments/${experimentId}/project`);
+  }
+
+  /** Store the project (the server checks it first and refuses a bad one). */
+  async saveJtProject(experimentId: string, project: import("./types").JtProject): Promise<void> {
+    await this.request("POST", `/jtui/experiments/${experimentId}/project`, { project });
+  }
+
+  /** The server's check of a project, without storing it: rejects with its message. */
+  async checkJtProject(experimentId: string, project: import("./types").JtProject): Promise<void> {
+    await this.request("POST", `/jtui/experiments/${experimentId}/project/check`, { project });
+  }
+
+  jtModules(): Promise<import("./types").JtModule[]> {
+    return this.data("GET", "/jtui/available_modules");
+  }
+
+  jtChannels(experimentId: string): Promise<string[]> {
+    return this.data("GET", `/jtui/experiments/${experimentId}/available_channels`);
+  }
+
+  async jtModuleSource(moduleName: string): Promise<string> {
+    const query = encodeURIComponent(moduleName);
+    return (await this.request("GET", `/jtui/module_source_code?module_name=${query}`)).text();
+  }
+
+  jtFigure(experimentId: string, moduleName: string, jobId: number): Promise<import("./types").PlotlyFigure> {
+    const query = `module_name=${encodeURIComponent(moduleName)}&job_id=${jobId}`;
+    return this.data("GET", `/jtui/experiments/${experimentId}/figure?${query}`);
+  }
+
+  jtJobList(experimentId: string, index = 0, batchSize?: number): Promise<import("./types").JtJob[]> {
+    return this.data("POST", `/jtui/experiments/${experimentId}/joblist`, {
+      index,
+      ...(batchSize === undefined ? {} : { batch_size: batchSize }),
+    });
+  }
+
+  /** Run the pipeline with figures on the sites of `jobIds` (the project is stored first). */
+  async runJtJobs(experimentId: string, jobIds: number[], project: import("./types").JtProject): Promise<string> {
+    const answer = await this.data<{ submission_id: string }>(
+      "POST",
+      `/jtui/experiments/${experimentId}/jobs/run`,
+      { job_ids: jobIds, project },
+    );
+    return answer.submission_id;
+  }
+
+  jtJobStatus(experimentId: string): Promise<import("./types").JtStatus | null> {
+    return this.data("POST", `/jtui/experiments/${experimentId}/jobs/status`, {});
+  }
+
+  jtJobOutput(experimentId: string, jobIds?: number[]): Promise<import("./types").JtJobOutput[]> {
+    return this.data("POST", `/jtui/experiments/${experimentId}/jobs/output`, {
+      ...(jobIds ? { job_ids: jobIds } : {}),
+    });
+  }
+
+  async killJtJobs(experimentId: string): Promise<void> {
+    await this.request("POST", `/jtui/experiments/${experimentId}/jobs/kill`, {});
+  }
 }

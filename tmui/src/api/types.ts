@@ -142,3 +142,155 @@ export interface Layout {
   wells: { id: string; name: string; plate: number; box: Box }[];
   sites: { id: string[]; well: number[]; x: number[]; y: number[]; box: Box[] };
 }
+
+// --- upload: plates, acquisitions, files
+
+/** The upload status of an acquisition or plate, derived from its files' statuses. */
+export type UploadStatus = "WAITING" | "UPLOADING" | "COMPLETE" | string;
+
+export interface Acquisition {
+  id: string;
+  name: string;
+  description: string;
+  status: UploadStatus;
+  plate_name: string;
+}
+
+export interface Plate {
+  id: string;
+  name: string;
+  description: string;
+  status: UploadStatus;
+  acquisitions: Acquisition[];
+}
+
+/** A microscope file stored with an acquisition. */
+export interface MicroscopeFile {
+  id: string;
+  name: string;
+  status: string;
+}
+
+/** Reports of an upload in flight: bytes sent so far of the request body. */
+export type UploadProgress = (loaded: number, total: number) => void;
+
+// --- workflow: description, status, jobs
+
+// --- jterator editor: project, modules, debug jobs
+
+/** One input or output of a jterator module (a handles file's entry). */
+export interface JtHandle {
+  name: string;
+  type: string;
+  /** pipe handles: the key of the array they take or make */
+  key?: string | null;
+  /** constant handles: the value */
+  value?: unknown;
+  options?: unknown[] | null;
+  help?: string;
+  objects?: string;
+  objects_ref?: string;
+  channel_ref?: string;
+  [extra: string]: unknown;
+}
+
+/** A handles file (handles/<module>.handles.yaml) as a mapping. */
+export interface JtHandles {
+  version?: string;
+  input?: JtHandle[] | null;
+  output?: JtHandle[] | null;
+  [extra: string]: unknown;
+}
+
+export interface JtPipelineEntry {
+  source: string;
+  /** handles/<module name>.handles.yaml */
+  handles: string;
+  active: boolean;
+  [extra: string]: unknown;
+}
+
+export interface JtChannelInput {
+  name: string;
+  correct: boolean;
+}
+
+export interface JtObjectsOutput {
+  name: string;
+  as_polygons: boolean;
+}
+
+/** pipeline.yaml as a mapping. */
+export interface JtPipelineDocument {
+  input?: { channels?: JtChannelInput[] | null; objects?: { name: string }[] | null } | null;
+  pipeline: JtPipelineEntry[];
+  output?: { objects?: JtObjectsOutput[] | null } | null;
+  [extra: string]: unknown;
+}
+
+/** A jterator project: the pipeline and every module's handles, by module name. */
+export interface JtProject {
+  pipeline: JtPipelineDocument;
+  handles: Record<string, JtHandles>;
+}
+
+/** A module on the server's module path with its handles template. */
+export interface JtModule {
+  name: string;
+  source: string;
+  description: JtHandles;
+}
+
+/** A site a debug job can run on (job ids are 1-based). */
+export interface JtJob {
+  id: number;
+  site_id: string;
+  plate: string;
+  well: string;
+  x: number;
+  y: number;
+}
+
+export interface JtJobOutput {
+  id: number;
+  name: string;
+  task_id: string;
+  state: string;
+  exitcode: number | null;
+  failed: boolean;
+  stdout?: string;
+  stderr?: string;
+}
+
+/** A node of the status tree of the debug jobs' submission. */
+export interface JtStatus {
+  id: string;
+  name: string;
+  state: string;
+  live: boolean;
+  done: number;
+  failed: number;
+  total: number;
+  percent_done: number;
+  exitcode: number | null;
+  submission_id?: string;
+  subtasks: JtStatus[];
+}
+
+/** A trace of a Plotly figure (modules make heatmaps; other traces are listed). */
+export interface PlotlyTrace {
+  type?: string;
+  name?: string;
+  z?: (number | null)[][];
+  x?: unknown[];
+  y?: unknown[];
+  colorscale?: string | [number, string][];
+  xaxis?: string;
+  yaxis?: string;
+  [extra: string]: unknown;
+}
+
+export interface PlotlyFigure {
+  data?: PlotlyTrace[];
+  layout?: Record<string, unknown>;
+}

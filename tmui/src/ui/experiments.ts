@@ -213,6 +213,7 @@ export class ExperimentsScreen {
       <td class="muted">${e.description}</td>
       <td>${e.user}</td>
       <td class="actions">
+        <a class="button" href="/experiments/${e.id}/upload" data-link data-testid="open-upload">Upload</a>
         <a class="button" href="/viewer/${e.id}" data-link data-testid="open-viewer">View</a>
         <button
           @click=${() => {

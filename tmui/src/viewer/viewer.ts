@@ -25,6 +25,7 @@ import { Results, type Legend } from "./results";
 import { scaleBar } from "./scalebar";
 import { Selections } from "./selections";
 import { Tools } from "./tools";
+import { experimentNav } from "../ui/experimentnav";
 import { readViewState, writeViewState, type ViewState } from "./urlstate";
 import { targetIcon } from "../ui/icons";
 
@@ -413,7 +414,8 @@ export class ViewerScreen {
   }
 
   template(): TemplateResult {
-    return html`<div class="viewer" data-testid="viewer">
+    return html`${experimentNav(this.experimentId, "viewer", this.experiment?.name ?? "")}
+      <div class="viewer" data-testid="viewer">
       ${this.tools?.buttons() ?? html`<nav class="toolbar-vertical"></nav>`}
       <div class="map-column">
         ${this.error
