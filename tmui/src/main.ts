@@ -12,6 +12,7 @@ import { loginView, type LoginState } from "./ui/login";
 import { PipelineScreen } from "./pipeline/pipeline";
 import { UploadScreen } from "./upload/upload";
 import { ViewerScreen } from "./viewer/viewer";
+import { WorkflowScreen } from "./workflow/workflow";
 
 interface Screen {
   template(): TemplateResult;
@@ -112,6 +113,8 @@ class App {
         );
       } else if (route.name === "upload" && session) {
         this.screen = new UploadScreen(this.api, route.params.experimentId, () => this.draw());
+      } else if (route.name === "workflow" && session) {
+        this.screen = new WorkflowScreen(this.api, route.params.experimentId, () => this.draw());
       } else if (route.name === "pipeline" && session) {
         this.screen = new PipelineScreen(this.api, route.params.experimentId, () => this.draw());
       } else {

@@ -11,7 +11,7 @@ const PATTERNS: [string, RegExp][] = [
   ["experiments", /^\/(experiments\/?)?$/],
   ["viewer", /^\/viewer\/(?<experimentId>\d+)\/?$/],
   ["upload", /^\/experiments\/(?<experimentId>\d+)\/upload\/?$/],
-  // the workflow manager comes here: /experiments/<id>/workflow
+  ["workflow", /^\/experiments\/(?<experimentId>\d+)\/workflow\/?$/],
   ["pipeline", /^\/experiments\/(?<experimentId>\d+)\/pipeline\/?$/],
 ];
 

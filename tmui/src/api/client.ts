@@ -453,6 +453,74 @@ export class Api {
 
 
   // --- workflow: description, status, submit, jobs (section of the workflow manager)
+  // (types named with import("./types"): the shared import list at the top stays untouched)
+  workflowDescription(experimentId: string): Promise<import("./types").WorkflowDescription> {
+    return this.data("GET", `/api/experiments/${experimentId}/workflow/description`);
+  }
+
+  /** Store a description (the server validates it and refuses a bad one with its reason). */
+  async saveWorkflowDescription(
+    experimentId: string,
+    description: import("./types").WorkflowDescription,
+  ): Promise<void> {
+    await this.request("POST", `/api/experiments/${experimentId}/workflow/description`, { description });
+  }
+
+  /** The status tree of the last submission (null before the first); `depth` levels below it. */
+  workflowStatus(experimentId: string, depth = 2): Promise<import("./types").WorkflowStatus | null> {
+    return this.data("GET", `/api/experiments/${experimentId}/workflow/status?depth=${depth}`);
+  }
+
+  /** Submit the workflow, storing `description` first when given; rejects with 409 while one runs. */
+  async submitWorkflow(
+    experimentId: string,
+    description?: import("./types").WorkflowDescription,
+  ): Promise<string> {
+    const answer = await this.json<{ submission_id: string }>(
+      "POST",
+      `/api/experiments/${experimentId}/workflow/submit`,
+      description ? { description } : {},
+    );
+    return answer.submission_id;
+  }
+
+  /** Submit again from a stage on (its name, or index among the active stages). */
+  async resubmitWorkflow(
+    experimentId: string,
+    from: { stageName?: string; index?: number },
+    description?: import("./types").WorkflowDescription,
+  ): Promise<string> {
+    const answer = await this.json<{ submission_id: string }>(
+      "POST",
+      `/api/experiments/${experimentId}/workflow/resubmit`,
+      {
+        ...(from.stageName !== undefined ? { stage_name: from.stageName } : {}),
+        ...(from.index !== undefined ? { index: from.index } : {}),
+        ...(description ? { description } : {}),
+      },
+    );
+    return answer.submission_id;
+  }
+
+  async killWorkflow(experimentId: string): Promise<void> {
+    await this.request("POST", `/api/experiments/${experimentId}/workflow/kill`, {});
+  }
+
+  /** A page of the jobs of a step in the last submission, in order. */
+  workflowJobs(
+    experimentId: string,
+    stepName: string,
+    index: number,
+    batchSize: number,
+  ): Promise<import("./types").WorkflowStatus[]> {
+    const query = `step_name=${encodeURIComponent(stepName)}&index=${index}&batch_size=${batchSize}`;
+    return this.data("GET", `/api/experiments/${experimentId}/workflow/jobs?${query}`);
+  }
+
+  workflowJobLog(experimentId: string, jobId: string): Promise<import("./types").WorkflowJobLog> {
+    return this.data("GET", `/api/experiments/${experimentId}/workflow/jobs/${jobId}/log`);
+  }
+
 
   // --- jterator editor: project, modules, checks, debug jobs (section of the pipeline editor)
   // (types named with import("./types"): the shared import list at the top stays untouched)

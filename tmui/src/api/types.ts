@@ -176,6 +176,70 @@ export type UploadProgress = (loaded: number, total: number) => void;
 
 // --- workflow: description, status, jobs
 
+/** One argument of a step as `GET …/workflow/description` describes it. The server sends no
+ * type and no range: the page infers the widget from `choices`, `default` and `value`. */
+export interface WorkflowArgument {
+  name: string;
+  value: unknown;
+  default: unknown;
+  required: boolean;
+  disabled: boolean;
+  help: string;
+  choices: string[] | null;
+}
+
+export interface WorkflowStepDescription {
+  name: string;
+  active: boolean;
+  fullname?: string;
+  help?: string;
+  batch_args: WorkflowArgument[];
+  /** the original's third panel; this server's steps have none (shown when sent) */
+  extra_args?: WorkflowArgument[];
+  submission_args: WorkflowArgument[];
+}
+
+export interface WorkflowStageDescription {
+  name: string;
+  mode: string;
+  active: boolean;
+  steps: WorkflowStepDescription[];
+}
+
+export interface WorkflowDescription {
+  type: string;
+  stages: WorkflowStageDescription[];
+}
+
+/** A node of the status tree of the last workflow submission (workflow, stage, step, job). */
+export interface WorkflowStatus {
+  id: string;
+  name: string;
+  type: string;
+  state: string;
+  live: boolean;
+  done: number;
+  failed: number;
+  total: number;
+  percent_done: number;
+  exitcode: number | null;
+  /** seconds */
+  time: number | null;
+  cpu_time: number | null;
+  /** peak resident memory in MB */
+  memory: number | null;
+  created_at: string | null;
+  updated_at: string | null;
+  n_subtasks: number;
+  submission_id?: string;
+  subtasks: WorkflowStatus[];
+}
+
+export interface WorkflowJobLog {
+  stdout: string;
+  stderr: string;
+}
+
 // --- jterator editor: project, modules, debug jobs
 
 /** One input or output of a jterator module (a handles file's entry). */

@@ -1,9 +1,10 @@
-// The tabs of one experiment's screens: upload, pipeline, viewer (the workflow manager comes).
+// The tabs of one experiment's screens: upload, workflow, pipeline, viewer.
 
 import { html, type TemplateResult } from "lit-html";
 
 const TABS: [string, string][] = [
   ["upload", "Upload"],
+  ["workflow", "Workflow"],
   ["pipeline", "Pipeline"],
   ["viewer", "Viewer"],
 ];

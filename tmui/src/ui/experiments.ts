@@ -214,6 +214,9 @@ export class ExperimentsScreen {
       <td>${e.user}</td>
       <td class="actions">
         <a class="button" href="/experiments/${e.id}/upload" data-link data-testid="open-upload">Upload</a>
+        <a class="button" href="/experiments/${e.id}/workflow" data-link data-testid="open-workflow"
+          >Workflow</a
+        >
         <a class="button" href="/viewer/${e.id}" data-link data-testid="open-viewer">View</a>
         <button
           @click=${() => {
