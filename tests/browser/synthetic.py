@@ -336,6 +336,21 @@ def installation_env(root: Path) -> dict[str, str]:
     return environ
 
 
+def register_tiff_experiment(environ: dict[str, str], name: str, source: Path) -> int:
+    """A new experiment of :data:`OWNER` (generic TIFF, 96 wells) with plate :data:`PLATE`
+    and acquisition :data:`ACQUISITION` holding the files of `source` (``tm_add``); its id."""
+    experiment_id = int(
+        run_program(environ, "tm_add", "experiment", "-e", name, "-u", OWNER,
+                    "--microscope-type", "tiff", "--plate-format", "96").strip()
+    )  # fmt: skip
+    run_program(environ, "tm_add", "plate", "-e", experiment_id, "-p", PLATE)
+    run_program(environ, "tm_add", "acquisition", "-e", experiment_id, "-p", PLATE,
+                "-a", ACQUISITION)  # fmt: skip
+    run_program(environ, "tm_add", "files", "-q", "-e", experiment_id, "-p", PLATE,
+                "-a", ACQUISITION, "-s", source)  # fmt: skip
+    return experiment_id
+
+
 def run_program(environ: dict[str, str], program: str, *args: object) -> str:
     """Run an installed program of this virtualenv to its end; its stdout."""
     executable = sys.executable if program == "python" else Path(sys.executable).parent / program
@@ -364,15 +379,7 @@ def process(root: Path) -> tuple[int, dict[str, str], dict]:
     for name, password in USERS.items():
         run_program(environ, "tm_add", "user", "-n", name, "-p", password,
                     "-e", f"{name}@example.org")  # fmt: skip
-    experiment_id = int(
-        run_program(environ, "tm_add", "experiment", "-e", EXPERIMENT, "-u", OWNER,
-                    "--microscope-type", "tiff", "--plate-format", "96").strip()
-    )  # fmt: skip
-    run_program(environ, "tm_add", "plate", "-e", experiment_id, "-p", PLATE)
-    run_program(environ, "tm_add", "acquisition", "-e", experiment_id, "-p", PLATE,
-                "-a", ACQUISITION)  # fmt: skip
-    run_program(environ, "tm_add", "files", "-q", "-e", experiment_id, "-p", PLATE,
-                "-a", ACQUISITION, "-s", source)  # fmt: skip
+    experiment_id = register_tiff_experiment(environ, EXPERIMENT, source)
     location = home / "experiments" / f"experiment_{experiment_id}"
     assert location.is_dir(), f"no experiment directory at {location}"
     write_pipeline(location / "workflow" / "jterator")
@@ -571,15 +578,7 @@ def build_zstack_site(site: ViewerSite, root: Path) -> ZStackSite:
     for z, pixels in enumerate(zstack_images()):
         path = source / f"zstack_A01_s0_cc0_z{z}.tif"
         tifffile.imwrite(path, pixels, photometric="minisblack", metadata=None)
-    experiment_id = int(
-        run_program(environ, "tm_add", "experiment", "-e", ZSTACK_EXPERIMENT, "-u", OWNER,
-                    "--microscope-type", "tiff", "--plate-format", "96").strip()
-    )  # fmt: skip
-    run_program(environ, "tm_add", "plate", "-e", experiment_id, "-p", PLATE)
-    run_program(environ, "tm_add", "acquisition", "-e", experiment_id, "-p", PLATE,
-                "-a", ACQUISITION)  # fmt: skip
-    run_program(environ, "tm_add", "files", "-q", "-e", experiment_id, "-p", PLATE,
-                "-a", ACQUISITION, "-s", source)  # fmt: skip
+    experiment_id = register_tiff_experiment(environ, ZSTACK_EXPERIMENT, source)
     location = site.home / "experiments" / f"experiment_{experiment_id}"
     write_pipeline(location / "workflow" / "jterator", ZSTACK_PIPELINE, ("c0",), OBJECT_TYPE)
     run_program(environ, "tm_workflow", experiment_id, "submit", "--interval", "0.2")
