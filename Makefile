@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/tiles.py
 	$(BIN)/python benchmarks/feature_download.py
 	$(BIN)/python benchmarks/viewer.py
+	$(BIN)/python benchmarks/ui_upload.py
 
 # The browser app: lint, type-check and build tmui/ into tmserver/webapp/ (needs Node.js;
 # the built app is committed, so installing and running TissueMAPS does not).

@@ -305,6 +305,8 @@ def test_cli_upload_submit_status_download(live: Live, tmp_path: Path):
 
     # a job log, the jterator project, tools
     jobs = client.get_workflow_jobs("jterator", phase="run")
+    assert client.get_workflow_jobs("jterator", phase="run", state="SUCCEEDED") == jobs
+    assert client.get_workflow_jobs("jterator", phase="run", state="FAILED") == []
     log = live.ok("workflow", "-e", "cliexp", "log", "-s", "jterator", "-n", jobs[0]["name"])
     assert "--- stdout ---" in log and "--- stderr ---" in log
     project_dir = tmp_path / "jtproject"

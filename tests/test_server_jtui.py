@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def test_other_users_get_403(server):
     base = f"/jtui/experiments/{eid}"
     for method, path in [
         ("get", "project"), ("post", "project"), ("delete", "project"), ("post", "project/check"),
-        ("get", "available_channels"), ("get", "figure?module_name=x&job_id=1"),
+        ("get", "available_channels"), ("get", "available_objects"),
+        ("get", "figure?module_name=x&job_id=1"),
         ("post", "joblist"), ("post", "jobs/run"), ("post", "jobs/status"),
         ("post", "jobs/output"), ("post", "jobs/kill"),
     ]:  # fmt: skip
@@ -90,6 +92,44 @@ def test_other_users_get_403(server):
     _error(server.get(f"{base}/project"), 404)
     assert _ok(server.post(f"{base}/jobs/status"))["data"] is None
     assert _ok(server.post(f"{base}/jobs/output", json={}))["data"] == []
+
+
+def test_handle_types_input_objects_and_the_name_rule(server):
+    """What the editor takes from the server: the handle types' rules, the object types a
+    pipeline can load, and the module-name rule (in the OpenAPI description)."""
+    from tmlib.jterator.handles import HANDLE_TYPES
+
+    types = {t["name"]: t for t in _ok(server.get("/jtui/handle_types"))["data"]}
+    assert set(types) == set(HANDLE_TYPES)
+    for name, kind in HANDLE_TYPES.items():
+        assert types[name] == {"name": name, "kind": kind.kind, "accepts": sorted(kind.accepts)}
+    assert "SegmentedObjects" in types["LabelImage"]["accepts"]  # input objects are labels
+    _error(server.get("/jtui/handle_types", user=None), 401)
+
+    eid = _experiment(server, "objects")
+    base = f"/jtui/experiments/{eid}"
+    assert _ok(server.get(f"{base}/available_objects"))["data"] == []
+    for name in ("Nuclei", "Cells"):
+        _ok(server.post(f"/api/experiments/{eid}/mapobject_types", json={"name": name}))
+    assert _ok(server.get(f"{base}/available_objects"))["data"] == ["Cells", "Nuclei"]
+
+    spec = server.get("/api/openapi.json").get_json()
+    body = spec["paths"]["/jtui/experiments/{experiment_id}/project"]["post"]["requestBody"]
+    project = body["content"]["application/json"]["schema"]["properties"]["project"]
+    entry = project["properties"]["pipeline"]["properties"]["pipeline"]["items"]
+    pattern = entry["properties"]["handles"]["pattern"]
+    assert re.fullmatch(pattern, "handles/label_2.handles.yaml")
+    # the server refuses what its description refuses
+    for name in ("_label", "la bel", "x" * 101, "label.1"):
+        assert not re.fullmatch(pattern, f"handles/{name}.handles.yaml")
+        bad = {
+            "pipeline": {"pipeline": [{"source": "label.py",
+                                       "handles": f"handles/{name}.handles.yaml"}]},
+            "handles": {name: {}},
+        }  # fmt: skip
+        message = _error(server.post(f"{base}/project/check", json={"project": bad}), 400)
+        assert "module name of letters, digits, _ and -" in message["message"]
+    assert re.fullmatch(entry["properties"]["source"]["pattern"], "smooth.py")
 
 
 def _wait_jobs(server, eid: int, submission_id: str, timeout: float = 120) -> dict:

@@ -16,8 +16,12 @@ import yaml
 from conftest import TEST_SECRET, make_server
 
 import tmlib.models as tm
+from tmlib.errors import InvalidInputError
+from tmlib.models.session import main_engine
+from tmlib.workflow import args as arguments
 from tmlib.workflow import manager
 from tmlib.workflow.description import WorkflowDescription
+from tmlib.workflow.step import get_step
 
 SQLITE_ONLY = pytest.mark.parametrize("tmaps", ["sqlite"], indirect=True)
 BIN = Path(sys.executable).parent
@@ -296,7 +300,32 @@ def test_description_round_trip_and_bad_input(server):
     batch_size = next(a for a in metaextract["batch_args"] if a["name"] == "batch_size")
     assert batch_size["value"] is batch_size["default"] is None  # automatic
     assert set(batch_size) == {"name", "value", "default", "required", "disabled", "help",
-                               "choices"}  # fmt: skip
+                               "choices", "type", "minimum", "maximum"}  # fmt: skip
+    # types and ranges as the step declares them: the page picks widgets and checks by them
+    assert (batch_size["type"], batch_size["minimum"], batch_size["maximum"]) == (
+        "integer", 1, arguments.MAX_BATCH_SIZE
+    )  # fmt: skip
+    submission_args = {a["name"]: a for a in metaextract["submission_args"]}
+    assert (submission_args["memory"]["type"], submission_args["memory"]["minimum"]) == (
+        "integer", 1
+    )  # fmt: skip
+    assert submission_args["memory"]["maximum"] == arguments.MAX_MEMORY_MB
+    assert submission_args["duration"]["type"] == "string"
+    assert submission_args["duration"]["minimum"] is submission_args["duration"]["maximum"] is None
+    by_name = {a["name"]: a for s in got["stages"] for t in s["steps"] for a in t["batch_args"]}
+    assert by_name["mip"]["type"] == "boolean" and by_name["mip"]["minimum"] is None
+    assert by_name["stitch_layout"]["type"] == "string" and by_name["stitch_layout"]["choices"]
+    # every argument's type is one of the four, and a range only on numbers
+    for step in (t for s in got["stages"] for t in s["steps"]):
+        cls = get_step(step["name"])
+        declared = {a.name: a for a in (*cls.batch_args, *arguments.SUBMISSION_ARGS)}
+        for arg in step["batch_args"] + step["submission_args"]:
+            assert arg["type"] == declared[arg["name"]].type_name
+            assert arg["type"] in ("integer", "number", "string", "boolean")
+            if arg["type"] in ("integer", "number"):
+                assert (arg["minimum"], arg["maximum"]) == declared[arg["name"]].range
+            else:
+                assert arg["minimum"] is arg["maximum"] is None
     assert {a["name"] for a in metaextract["submission_args"]} == {"duration", "memory", "cores"}
 
     # what GET gives can be sent back changed
@@ -364,6 +393,117 @@ def test_other_users_get_403(server):
     assert _ok(server.get(f"{base}/status", user="bob"))["data"] is None
     _error(server.post(f"{base}/submit", user="bob"), 403)
     _error(server.put(f"{base}/jtproject", user="bob", json={}), 403)
+
+
+#: (state, exitcode) of the run jobs the state-filter test puts into the database, in order
+FAKE_JOBS = [
+    ("TERMINATED", 0), ("TERMINATED", 1), ("RUNNING", None), ("TERMINATED", -9),
+    ("NEW", None), ("SUBMITTED", None), ("TERMINATED", None), ("TERMINATED", 0),
+]  # fmt: skip
+
+
+def _fake_submission(eid: int, step: str = "metaextract") -> list[str]:
+    """A workflow submission of alice's with an init job and :data:`FAKE_JOBS` as run jobs
+    of `step` (plus a job of another step); the run jobs' names in order."""
+    with tm.utils.MainSession() as session:
+        alice = session.scalar(sa.select(tm.User).where(tm.User.name == "alice"))
+        submission = tm.Submission(program="workflow", experiment_id=eid, user_id=alice.id)
+        session.add(submission)
+        session.flush()
+        root = tm.Task(name="workflow", type="Workflow", is_collection=True,
+                       submission_id=submission.id, state="RUNNING")  # fmt: skip
+        session.add(root)
+        session.flush()
+        submission.top_task_id = root.id
+        jobs = [(f"{step}_init_0000001", "TERMINATED", 0)]
+        jobs += [(f"{step}_run_{i:07d}", st, code) for i, (st, code) in enumerate(FAKE_JOBS, 1)]
+        jobs += [("imextract_run_0000001", "TERMINATED", 1)]  # another step: never listed
+        for name, state, exitcode in jobs:
+            session.add(tm.Task(name=name, type="RunJob", submission_id=submission.id,
+                                parent_id=root.id, state=state, exitcode=exitcode))  # fmt: skip
+            session.flush()  # ids in this order
+    return [name for name, _, _ in jobs[1:-1]]
+
+
+def test_jobs_filtered_by_state(server):
+    eid = _experiment(server)
+    base = f"/api/experiments/{eid}/workflow/jobs?step_name=metaextract"
+    names = _fake_submission(eid)
+    expected = {
+        "NEW": [4], "SUBMITTED": [5], "RUNNING": [2], "TERMINATED": [0, 1, 3, 6, 7],
+        "FAILED": [1, 3], "SUCCEEDED": [0, 6, 7],
+    }  # fmt: skip
+    assert set(expected) == set(manager.JOB_STATE_FILTERS)
+    for state, indices in expected.items():
+        got = _ok(server.get(f"{base}&phase=run&state={state}"))
+        assert [j["name"] for j in got["data"]] == [names[i] for i in indices], state
+        assert got["total"] == len(indices)
+        # the same rule as the status's failed count
+        if state != "TERMINATED":
+            assert {j["failed"] for j in got["data"]} == {int(state == "FAILED")}, state
+    # paging applies to the filtered jobs; total still counts all that pass
+    page = _ok(server.get(f"{base}&state=TERMINATED&index=1&batch_size=2"))
+    assert [j["name"] for j in page["data"]] == [names[0], names[1]]  # the init job is first
+    assert page["total"] == 6
+    last = _ok(server.get(f"{base}&state=FAILED&index=-1"))
+    assert [j["name"] for j in last["data"]] == [names[3]] and last["total"] == 2
+    everything = _ok(server.get(base))
+    assert everything["total"] == len(names) + 1 == len(everything["data"])
+    # the library filters in SQL, with the same answers
+    assert [j["name"] for j in manager.list_jobs(eid, "metaextract", "run", state="FAILED")] == [
+        names[1],
+        names[3],
+    ]
+    assert manager.count_jobs(eid, "metaextract", state="SUCCEEDED") == 4  # with the init job
+
+    # bad states: 400 naming the allowed ones; the library refuses them too
+    for bad in ("failed", "DONE", "", "TERMINATED,FAILED"):
+        body = _error(server.get(f"{base}&state={bad}"), 400)
+        assert body["type"] == "InvalidInputError", bad
+        assert "FAILED" in body["message"] and "SUCCEEDED" in body["message"]
+    with pytest.raises(InvalidInputError, match="state must be one of"):
+        manager.list_jobs(eid, "metaextract", state="ok")
+    with pytest.raises(InvalidInputError):
+        manager.count_jobs(eid, "metaextract", state="ok")
+
+    # another user is refused, filter or not; a reader may list them
+    for query in ("", "&state=FAILED", "&state=nonsense"):
+        body = _error(server.get(f"{base}{query}", user="bob"), 403)
+        assert body["type"] == "ForbiddenError"
+    _error(server.get("/api/experiments/999/workflow/jobs?step_name=x&state=FAILED"), 404)
+    _ok(server.post(f"/api/experiments/{eid}/shares", json={"user": "bob"}))
+    shared = _ok(server.get(f"{base}&state=FAILED", user="bob"))
+    assert [j["name"] for j in shared["data"]] == [names[1], names[3]]
+
+
+def test_jobs_state_filter_is_sql(server, monkeypatch):
+    """The filter is a where-clause: the rows of other states never leave the database."""
+    eid = _experiment(server)
+    _fake_submission(eid)
+    loaded: list[str] = []
+    original = manager.task_status
+
+    def spy(task, children, depth=None):
+        loaded.append(task.name)
+        return original(task, children, depth)
+
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    monkeypatch.setattr(manager, "task_status", spy)
+    engine = main_engine()
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        jobs = manager.list_jobs(eid, "metaextract", state="FAILED")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert len(jobs) == 2 and len(loaded) == 2
+    # the query of the jobs names the state and the exit code in its WHERE
+    query = next(q for q in statements if q.upper().startswith("SELECT TASKS."))
+    where = query.upper().split("WHERE", 1)[1]
+    assert "TASKS.STATE" in where and "TASKS.EXITCODE" in where, query
 
 
 def test_job_log_of_another_experiment_is_404(server, tmp_path):

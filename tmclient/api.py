@@ -1104,8 +1104,11 @@ class TmClient(HttpClient):
         name: str | None = None,
         index: int | None = None,
         batch_size: int | None = None,
+        state: str | None = None,
     ) -> list[dict]:
-        """The jobs of a step of the last submission."""
+        """The jobs of a step of the last submission; `state` keeps only those in one
+        state (``NEW``, ``SUBMITTED``, ``RUNNING``, ``TERMINATED``, ``FAILED`` or
+        ``SUCCEEDED``; the last two ended with a non-zero or zero exit code)."""
         return self._get(
             self._e("/workflow/jobs"),
             step_name=step_name,
@@ -1113,6 +1116,7 @@ class TmClient(HttpClient):
             name=name,
             index=index,
             batch_size=batch_size,
+            state=state,
         )["data"]
 
     def get_workflow_job_log(self, step_name: str, job_name: str) -> dict:

@@ -19,7 +19,37 @@ from tmserver.routing import ID, Api, Param
 jtui = Api("jtui", "/jtui")
 
 TAG = "jtui"
-_PROJECT = Param(dict, required=True, description="{pipeline, handles}")
+#: the project's pipeline entries as the check wants them (the editor takes the name rule
+#: from here)
+_ENTRY_SCHEMA = {
+    "type": "object",
+    "required": ["source", "handles"],
+    "properties": {
+        "source": {"type": "string", "pattern": editor.SOURCE_PATTERN},
+        "handles": {"type": "string", "pattern": editor.HANDLES_PATH_PATTERN},
+        "active": {"type": "boolean"},
+    },
+}
+_PROJECT = Param(
+    dict,
+    required=True,
+    description="{pipeline, handles}",
+    schema={
+        "required": ["pipeline", "handles"],
+        "properties": {
+            "pipeline": {
+                "type": "object",
+                "description": "pipeline.yaml: {input: {channels, objects}, pipeline, output}",
+                "properties": {"pipeline": {"type": "array", "items": _ENTRY_SCHEMA}},
+            },
+            "handles": {
+                "type": "object",
+                "description": "handles of each module, by module name",
+                "additionalProperties": {"type": "object"},
+            },
+        },
+    },
+)
 
 
 @jtui.route(
@@ -88,6 +118,27 @@ def jtui_available_modules() -> dict:
 )
 def jtui_available_channels(experiment_id: int) -> dict:
     return {"data": editor.channel_names(experiment_id)}
+
+
+@jtui.route(
+    "GET",
+    "/experiments/{experiment_id}/available_objects",
+    summary="Object types the pipeline can load as input objects (not Plates, Wells, Sites)",
+    tag=TAG,
+)
+def jtui_available_objects(experiment_id: int) -> dict:
+    return {"data": editor.object_type_names(experiment_id)}
+
+
+@jtui.route(
+    "GET",
+    "/handle_types",
+    summary="Handle types {name, kind, accepts}: which keys a piped input may take",
+    tag=TAG,
+    permission=None,
+)
+def jtui_handle_types() -> dict:
+    return {"data": editor.handle_types()}
 
 
 @jtui.route(

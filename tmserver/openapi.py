@@ -45,6 +45,8 @@ def _schema(param: Param, in_query: bool) -> dict[str, Any]:
         schema["enum"] = list(param.enum)
     if param.minimum is not None:
         schema["minimum"] = param.minimum
+    if param.schema:
+        schema.update(param.schema)
     if param.description:
         schema["description"] = param.description
     return schema

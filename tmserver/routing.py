@@ -76,6 +76,9 @@ class Param:
         The allowed values.
     minimum : int, optional
         Smallest allowed value of an ``int`` parameter.
+    schema : dict, optional
+        More of the parameter's OpenAPI schema (e.g. the ``properties`` of a
+        ``dict``), for the description only: the view checks what it says.
     """
 
     type: Any = str
@@ -85,6 +88,7 @@ class Param:
     items: Any = None
     enum: tuple | None = None
     minimum: int | None = None
+    schema: Mapping[str, Any] | None = None
 
 
 @dataclass

@@ -29,11 +29,13 @@ centroids use y = -row, as the original did).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -336,11 +338,13 @@ def installation_env(root: Path) -> dict[str, str]:
     return environ
 
 
-def register_tiff_experiment(environ: dict[str, str], name: str, source: Path) -> int:
-    """A new experiment of :data:`OWNER` (generic TIFF, 96 wells) with plate :data:`PLATE`
-    and acquisition :data:`ACQUISITION` holding the files of `source` (``tm_add``); its id."""
+def register_tiff_experiment(
+    environ: dict[str, str], name: str, source: Path, owner: str = OWNER
+) -> int:
+    """A new experiment of `owner` (generic TIFF, 96 wells) with plate :data:`PLATE` and
+    acquisition :data:`ACQUISITION` holding the files of `source` (``tm_add``); its id."""
     experiment_id = int(
-        run_program(environ, "tm_add", "experiment", "-e", name, "-u", OWNER,
+        run_program(environ, "tm_add", "experiment", "-e", name, "-u", owner,
                     "--microscope-type", "tiff", "--plate-format", "96").strip()
     )  # fmt: skip
     run_program(environ, "tm_add", "plate", "-e", experiment_id, "-p", PLATE)
@@ -349,6 +353,53 @@ def register_tiff_experiment(environ: dict[str, str], name: str, source: Path) -
     run_program(environ, "tm_add", "files", "-q", "-e", experiment_id, "-p", PLATE,
                 "-a", ACQUISITION, "-s", source)  # fmt: skip
     return experiment_id
+
+
+@dataclass
+class Installation:
+    """A live tm_server on an installation of its own (SQLite) with some users."""
+
+    base_url: str
+    server: object
+    home: Path
+    environ: dict[str, str]
+    users: dict[str, str]
+
+    def login(self, user: str) -> str:
+        return self.server.login(user, self.users[user])
+
+    def call(self, method: str, path: str, user: str | None = None, **kwargs) -> object:
+        """A request to the API as `user` (default: the first user), which must succeed;
+        the answer's JSON."""
+        token = self.login(user or next(iter(self.users)))
+        response = self.server.call(method, path, token, **kwargs)
+        assert response.status_code == 200, (method, path, response.text)
+        return response.json()
+
+
+@contextlib.contextmanager
+def served_installation(root: Path, users: dict[str, str]) -> Iterator[Installation]:
+    """A new installation under `root` with `users` (name: password) and nothing else,
+    served by a live tm_server until the context ends."""
+    from helpers import live_server
+
+    environ = installation_env(root)
+    home = Path(environ["TMAPS_HOME"])
+    home.mkdir(parents=True)
+    for name, password in users.items():
+        run_program(environ, "tm_add", "user", "-n", name, "-p", password,
+                    "-e", f"{name}@example.org")  # fmt: skip
+    settings = {k: v for k, v in environ.items() if k.startswith("TMAPS_")}
+    with live_server(extra_env=settings, unset=("TMAPS_STORAGE_HOME",)) as server:
+        yield Installation(server.url, server, home, environ, dict(users))
+
+
+def simulate_plate(directory: Path, *options: str) -> Path:
+    """A plate written by ``tm_simulate plate`` with `options` into `directory`."""
+    program = Path(sys.executable).parent / "tm_simulate"
+    subprocess.run([str(program), "plate", str(directory), *options], check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    return directory
 
 
 def run_program(environ: dict[str, str], program: str, *args: object) -> str:

@@ -195,7 +195,11 @@ def test_build_check_run_and_save_a_pipeline(editor, viewer_site, browser_artifa
     register.locator("[data-testid=input-mask]").select_option("label.label_image")
     set_output(register, "objects", "Blobs")
     measure = settings_of(page, "measure_intensity")
-    assert options(measure.locator("[data-testid=input-extract_objects]")) == ["Blobs"]
+    # the server's handle types: objects inputs take registered objects and label images
+    assert options(measure.locator("[data-testid=input-extract_objects]")) == [
+        "label.label_image", "Blobs",
+    ]  # fmt: skip
+    assert measure.locator("[data-testid=input-extract_objects]").input_value() == "Blobs"
     measure.locator("[data-testid=input-intensity_image]").select_option("c1")
     page.select_option("[data-testid=output-choice]", "Blobs")
     page.click("[data-testid=add-output]")
@@ -339,7 +343,9 @@ def test_duplicate_outputs_and_unmatched_inputs_are_refused(editor, viewer_site)
     mask = settings.locator("[data-testid=input-mask]")
     assert options(mask) == ["threshold_c0.mask"]  # shown as not available, nothing else
     assert "not available" in mask.locator("option").first.inner_text()
-    assert "is not an input channel or an output of an earlier" in settings.inner_text()
+    assert "is not an input channel, an input object type or an output of an earlier" in (
+        settings.inner_text()
+    )
     assert "fault" in (module_row(page, "label").get_attribute("class") or "")
     page.click("[data-testid=check]")
     error = pipeline_error(page)
@@ -402,4 +408,177 @@ def test_hotkeys_work_with_the_keyboard_only(editor, viewer_site) -> None:
     wait_for_results(page, 1, before)
     assert page.locator("[data-testid=job-result]").get_attribute("data-state") == "ok"
     assert _project(viewer_site)["pipeline"] == page.original_project["pipeline"]
+    assert not page.page_errors and not page.blocked_requests
+
+
+def _leave_dialog(page):
+    dialog = page.locator("[data-testid=leave-dialog]")
+    dialog.wait_for(timeout=TIMEOUT_MS)
+    return dialog
+
+
+def _asks_before_unload(page) -> bool:
+    """Whether a reload or closing the tab would ask (the page's beforeunload answer)."""
+    return page.evaluate(
+        """() => { const e = new Event('beforeunload', {cancelable: true});
+                   window.dispatchEvent(e); return e.defaultPrevented; }"""
+    )
+
+
+def test_leaving_with_unsaved_changes_asks(editor, viewer_site) -> None:
+    page = editor
+    eid = viewer_site.experiment_id
+    pipeline_url = f"{viewer_site.base_url}/experiments/{eid}/pipeline"
+    first = module_names(page)[0]
+    assert not _asks_before_unload(page)
+
+    # a change: the app's links ask; Stay keeps the page and the change
+    module_row(page, first).locator("[data-testid=toggle-active]").click()
+    page.locator("[data-testid=unsaved]").wait_for(timeout=TIMEOUT_MS)
+    assert _asks_before_unload(page)
+    page.click("[data-testid=experiment-nav] a.crumb")
+    dialog = _leave_dialog(page)
+    assert "not saved" in dialog.inner_text()
+    dialog.locator("[data-testid=leave-stay]").click()
+    dialog.wait_for(state="detached", timeout=TIMEOUT_MS)
+    assert page.url == pipeline_url
+    assert "inactive" in (module_row(page, first).get_attribute("class") or "")
+
+    # Escape is Stay too; so is logging out
+    page.click("[data-testid=tab-viewer]")
+    _leave_dialog(page)
+    page.keyboard.press("Escape")
+    page.locator("[data-testid=leave-dialog]").wait_for(state="detached", timeout=TIMEOUT_MS)
+    page.click("[data-testid=logout]")
+    _leave_dialog(page).locator("[data-testid=leave-stay]").click()
+    assert page.url == pipeline_url
+    assert page.locator("[data-testid=appbar-user]").count() == 1
+
+    # the browser's forward and back ask as well (the address comes back when refused)
+    page.evaluate("() => { history.pushState(null, '', '/experiments'); history.back(); }")
+    page.wait_for_function(
+        "u => location.href === u", arg=pipeline_url, timeout=TIMEOUT_MS
+    )  # fmt: skip
+    page.go_forward()
+    _leave_dialog(page).locator("[data-testid=leave-stay]").click()
+    page.wait_for_function("u => location.href === u", arg=pipeline_url, timeout=TIMEOUT_MS)
+    assert page.locator("[data-testid=pipeline-editor]").count() == 1
+
+    # Leave without saving: gone, nothing stored
+    page.click("[data-testid=experiment-nav] a.crumb")
+    _leave_dialog(page).locator("[data-testid=leave-discard]").click()
+    page.wait_for_url(f"{viewer_site.base_url}/experiments", timeout=TIMEOUT_MS)
+    assert page.locator("[data-testid=pipeline-editor]").count() == 0
+    assert _project(viewer_site) == page.original_project
+    assert not _asks_before_unload(page)
+    assert not page.page_errors and not page.blocked_requests
+
+
+def test_no_question_after_save_and_save_and_leave(editor, viewer_site) -> None:
+    page = editor
+    eid = viewer_site.experiment_id
+    first, second = module_names(page)[-2:]  # measurements: nothing else depends on them
+
+    # saved: no question
+    module_row(page, first).locator("[data-testid=toggle-active]").click()
+    page.click("[data-testid=save]")
+    assert notice(page) == "Saved."
+    assert not _asks_before_unload(page)
+    page.click("[data-testid=experiment-nav] a.crumb")
+    page.wait_for_url(f"{viewer_site.base_url}/experiments", timeout=TIMEOUT_MS)
+    assert page.locator("[data-testid=leave-dialog]").count() == 0
+    stored = _project(viewer_site)["pipeline"]["pipeline"]
+    assert [e["active"] for e in stored][-2:] == [False, True]
+
+    # Save and leave stores the change, then goes
+    page.goto(f"{viewer_site.base_url}/experiments/{eid}/pipeline")
+    module_row(page, second).wait_for(timeout=TIMEOUT_MS)
+    module_row(page, second).locator("[data-testid=toggle-active]").click()
+    page.click("[data-testid=experiment-nav] a.crumb")
+    _leave_dialog(page).locator("[data-testid=leave-save]").click()
+    page.wait_for_url(f"{viewer_site.base_url}/experiments", timeout=TIMEOUT_MS)
+    stored = _project(viewer_site)["pipeline"]["pipeline"]
+    assert [e["active"] for e in stored][-2:] == [False, False]
+    assert not page.page_errors and not page.blocked_requests
+
+
+def test_input_objects_from_the_experiment(editor, viewer_site) -> None:
+    page = editor
+    from .synthetic import OBJECT_TYPE
+
+    # the experiment's object types (no Plates, Wells, Sites) can be loaded as inputs
+    choice = page.locator("[data-testid=input-object-choice]")
+    assert options(choice) == [OBJECT_TYPE]
+    page.click("[data-testid=add-input-object]")
+    row = page.locator(f"[data-testid=input-object][data-name={OBJECT_TYPE}]")
+    row.wait_for(timeout=TIMEOUT_MS)
+    assert choice.is_disabled()  # each type once
+    page.locator("[data-testid=unsaved]").wait_for(timeout=TIMEOUT_MS)
+
+    # piped inputs that take labels offer it; images do not
+    names = module_names(page)
+    label = settings_of(page, "label")
+    mask_choices = label.locator("[data-testid=input-mask] option").all_inner_texts()
+    assert f"{OBJECT_TYPE} (input objects)" in mask_choices
+    assert "c0 (channel)" not in mask_choices
+    threshold = settings_of(page, names[0])
+    assert OBJECT_TYPE not in options(threshold.locator("[data-testid=input-image]"))
+
+    # the pipeline registers objects of that name as well: refused here and by the server
+    register = [n for n in names if n.startswith("register")][0]
+    settings = settings_of(page, register)
+    assert "Names of outputs must be unique!" in settings.inner_text()
+    # measure the loaded objects instead of registering them again
+    set_output(settings, "objects", "Registered")
+    page.locator(
+        f"[data-testid=output-object][data-name={OBJECT_TYPE}] [data-testid=remove-output]"
+    ).click()
+    page.click("[data-testid=check]")
+    assert "passed the check" in notice(page)
+    page.click("[data-testid=save]")
+    assert notice(page) == "Saved."
+    stored = _project(viewer_site)["pipeline"]
+    assert stored["input"]["objects"] == [{"name": OBJECT_TYPE}]
+    assert stored["output"]["objects"] == []
+
+    # removed again: the modules that took it are marked
+    row.locator("[data-testid=remove-input-object]").click()
+    measure = [n for n in names if n.startswith("measure")][0]
+    assert "fault" in (module_row(page, measure).get_attribute("class") or "")
+    assert not page.page_errors and not page.blocked_requests
+
+
+def test_module_names_follow_the_server(editor, viewer_site) -> None:
+    page = editor
+    first = module_names(page)[0]
+    # the rule comes from the API description: refused at once, with the server's pattern
+    module_row(page, first).locator("[data-testid=rename-module]").click()
+    field = page.locator("[data-testid=rename-module-input]")
+    field.fill("bad name")
+    field.press("Enter")
+    assert "does not match" in page.locator("[data-testid=rename-error]").inner_text()
+    field.press("Escape")
+
+    # without the rule in the description, the server's refusal is what the user sees
+    def without_pattern(route) -> None:
+        response = route.fetch()
+        spec = response.json()
+        body = spec["paths"]["/jtui/experiments/{experiment_id}/project"]["post"]["requestBody"]
+        schema = body["content"]["application/json"]["schema"]["properties"]["project"]
+        del schema["properties"]
+        route.fulfill(response=response, json=spec)
+
+    page.route("**/api/openapi.json", without_pattern)
+    page.reload()
+    module_row(page, first).wait_for(timeout=TIMEOUT_MS)
+    module_row(page, first).locator("[data-testid=rename-module]").click()
+    field.fill("bad name")
+    field.press("Enter")
+    module_row(page, "bad name").wait_for(timeout=TIMEOUT_MS)
+    page.click("[data-testid=save]")
+    error = pipeline_error(page)
+    assert "Not saved" in error and "module name of letters, digits, _ and -" in error
+    assert "fault" in (module_row(page, "bad name").get_attribute("class") or "")
+    assert _project(viewer_site) == page.original_project
+    page.unroute("**/api/openapi.json")
     assert not page.page_errors and not page.blocked_requests

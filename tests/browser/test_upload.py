@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from .synthetic import installation_env, run_program
+from .synthetic import Installation, served_installation, simulate_plate
 from .ui import TIMEOUT_MS, start_session
 
 USER = "uploader"
@@ -31,46 +28,20 @@ SIMULATION = ("--microscope", "cellvoyager", "--plate-format", "96", "--wells", 
 BEFORE_RELOAD = 3
 
 
-@dataclass
-class UploadSite:
-    """A live server on an empty installation with one user."""
-
-    base_url: str
-    server: object
-    home: Path
-    users: dict[str, str] = field(default_factory=lambda: {USER: PASSWORD})
-
-    def login(self, user: str) -> str:
-        return self.server.login(user, self.users[user])
-
-    def call(self, method: str, path: str, **kwargs) -> object:
-        response = self.server.call(method, path, self.login(USER), **kwargs)
-        assert response.status_code == 200, (method, path, response.text)
-        return response.json()
+#: the live server on an installation with the one user (see synthetic.served_installation)
+UploadSite = Installation
 
 
 @pytest.fixture(scope="module")
 def upload_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadSite]:
-    from helpers import live_server
-
-    root = tmp_path_factory.mktemp("upload_site")
-    environ = installation_env(root)
-    home = Path(environ["TMAPS_HOME"])
-    home.mkdir(parents=True)
-    run_program(environ, "tm_add", "user", "-n", USER, "-p", PASSWORD, "-e", "u@example.org")
-    settings = {k: v for k, v in environ.items() if k.startswith("TMAPS_")}
-    with live_server(extra_env=settings, unset=("TMAPS_STORAGE_HOME",)) as server:
-        yield UploadSite(base_url=server.url, server=server, home=home)
+    with served_installation(tmp_path_factory.mktemp("upload_site"), {USER: PASSWORD}) as site:
+        yield site
 
 
 @pytest.fixture(scope="module")
 def plate_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A simulated plate (images, metadata and a ground_truth folder the server refuses)."""
-    directory = tmp_path_factory.mktemp("sim") / "plate"
-    program = Path(sys.executable).parent / "tm_simulate"
-    subprocess.run([str(program), "plate", str(directory), *SIMULATION], check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
-    return directory
+    return simulate_plate(tmp_path_factory.mktemp("sim") / "plate", *SIMULATION)
 
 
 def microscope_files(directory: Path) -> dict[str, Path]:
@@ -417,3 +388,35 @@ def test_files_dropped_on_the_drop_zone_are_added(page, upload_site, plate_dir) 
     base = f"/api/experiments/{experiment_id}/acquisitions/{acquisition_id}"
     names = [f["name"] for f in site.call("GET", f"{base}/metadata")["data"]]
     assert sorted(names) == sorted(p.name for p in metadata)
+
+
+def test_many_files_draw_a_bounded_list_of_bars_that_do_not_animate(
+    page, upload_site, tmp_path
+) -> None:
+    """400 files: 300 rows are drawn, the counts say how many there are; the progress bars
+    are redrawn as files move, without a CSS transition of their width (which kept the page
+    laying out and compositing every frame during an upload, slowing it down)."""
+    site = upload_site
+    experiment_id = new_experiment(site, "upload-many")
+    acquisition_id = new_acquisition(site, experiment_id, "P1", "A1")
+    folder = tmp_path / "many"
+    folder.mkdir()
+    n = 400
+    for i in range(n):
+        name = f"many_A01_T0001F{i % 100 + 1:03d}L01A01Z01C{i // 100 + 1:02d}.tif"
+        (folder / name).write_bytes(b"II*\0" + i.to_bytes(4, "little"))
+    open_upload(page, site, experiment_id, acquisition_id)
+    pick_folder(page, folder)
+    wait_count(page, "ready", n)
+    assert page.locator("[data-testid=file-row]").count() == 300
+    assert page.get_by_text(f"300 of {n} shown").is_visible()
+    page.click("[data-testid=start-upload]")
+    page.locator("[data-testid=upload-summary] .progress").wait_for(timeout=TIMEOUT_MS)
+    durations = page.eval_on_selector_all(
+        ".progress > div", "bars => bars.map((b) => getComputedStyle(b).transitionDuration)"
+    )
+    assert durations and set(durations) == {"0s"}, set(durations)
+    wait_count(page, "complete", n)
+    base = f"/api/experiments/{experiment_id}/acquisitions/{acquisition_id}"
+    assert site.call("GET", f"{base}/upload/count")["data"] == n
+    assert not page.page_errors, page.page_errors

@@ -3,11 +3,17 @@
 A small experiment of its own (one well, one 64x64 site, one channel, registered with
 ``tm_add`` and not processed) is served by a live tm_server. The tests run in order on it:
 
-1. the page before any submission: widgets, help, defaults, button states, refused values;
+1. the page before any submission: widgets by the declared types, help, defaults, ranges,
+   button states, refused values;
 2. a step made to fail on purpose (metaconfig's ``regex`` set to a pattern that does not
    compile: the server stores any text, the step's job fails), its red bars and log, then the
    argument repaired and the stage resubmitted from the page: every stage turns done;
-3. a submit while a workflow runs (409), and Kill.
+3. a submit while a workflow runs (409; the on/off switches are locked), and Kill;
+4. a step and a stage switched off and on with their tab's checkbox, saved, still off after
+   a reload;
+5. a step of 10,000 jobs (another experiment, rows put into the database): the jobs table
+   keeps a window of rows in the DOM, scrolls smoothly to the last job and filters by state
+   on the server.
 """
 
 from __future__ import annotations
@@ -21,13 +27,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .synthetic import installation_env, run_program, write_pipeline
+from .synthetic import (
+    register_tiff_experiment,
+    run_program,
+    served_installation,
+    write_pipeline,
+)
 from .ui import TIMEOUT_MS, start_session
 
 #: a whole workflow of one small site, on a busy 2-core machine
 RUN_TIMEOUT_MS = 300_000
 USER, PASSWORD = "wendy", "wendy-secret"
-PLATE, ACQUISITION = "plate01", "acq01"
 SIZE = 64
 BAD_REGEX = "(?P<w>[A-Z"
 PIPELINE = (
@@ -43,6 +53,8 @@ class WorkflowSite:
     experiment_id: int
     server: object
     users: dict[str, str]
+    #: the environment of the installation's programs (its database, its home)
+    environ: dict[str, str]
 
     def login(self, user: str) -> str:
         return self.server.login(user, self.users[user])
@@ -94,30 +106,18 @@ def write_plate(directory: Path) -> None:
 
 @pytest.fixture(scope="module")
 def workflow_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkflowSite]:
-    from helpers import live_server
-
     root = tmp_path_factory.mktemp("workflow_site")
-    environ = installation_env(root)
-    home = Path(environ["TMAPS_HOME"])
-    home.mkdir(parents=True)
     write_plate(root / "microscope")
-    run_program(environ, "tm_add", "user", "-n", USER, "-p", PASSWORD, "-e", "w@example.org")
-    experiment_id = int(
-        run_program(environ, "tm_add", "experiment", "-e", "small", "-u", USER,
-                    "--microscope-type", "tiff", "--plate-format", "96").strip()
-    )  # fmt: skip
-    run_program(environ, "tm_add", "plate", "-e", experiment_id, "-p", PLATE)
-    run_program(
-        environ, "tm_add", "acquisition", "-e", experiment_id, "-p", PLATE, "-a", ACQUISITION
-    )
-    run_program(environ, "tm_add", "files", "-q", "-e", experiment_id, "-p", PLATE,
-                "-a", ACQUISITION, "-s", root / "microscope")  # fmt: skip
-    location = home / "experiments" / f"experiment_{experiment_id}" / "workflow" / "jterator"
-    write_pipeline(location, pipeline=PIPELINE, channels=("c0",), object_type="Blobs")
-    settings = {k: v for k, v in environ.items() if k.startswith("TMAPS_")}
-    with contextlib.ExitStack() as stack:
-        server = stack.enter_context(live_server(extra_env=settings, unset=("TMAPS_STORAGE_HOME",)))
-        site = WorkflowSite(server.url, experiment_id, server, {USER: PASSWORD})
+    with served_installation(root, {USER: PASSWORD}) as installation:
+        environ = installation.environ
+        experiment_id = register_tiff_experiment(environ, "small", root / "microscope", USER)
+        location = (
+            installation.home / "experiments" / f"experiment_{experiment_id}" / "workflow"
+        ) / "jterator"
+        write_pipeline(location, pipeline=PIPELINE, channels=("c0",), object_type="Blobs")
+        site = WorkflowSite(
+            installation.base_url, experiment_id, installation.server, {USER: PASSWORD}, environ
+        )
         yield site
         with contextlib.suppress(Exception):
             site.wait_until_ended(120)
@@ -161,6 +161,31 @@ def wait_state(page, state: str, timeout: int = RUN_TIMEOUT_MS) -> None:
     page.locator(f"[data-testid=workflow-state][data-state='{state}']").wait_for(timeout=timeout)
 
 
+#: whether the page shows a running workflow (Kill on), and how many on/off switches it has
+#: and how many of them are locked
+LOCKS_JS = """() => {
+  const switches = [
+    ...document.querySelectorAll('[data-testid=stage-active], [data-testid=step-active]'),
+  ];
+  return {
+    running: !document.querySelector('[data-testid=kill]').disabled,
+    switches: switches.length,
+    locked: switches.filter((s) => s.disabled).length,
+  };
+}"""
+
+
+def switch(page, kind: str, name: str):
+    return page.locator(f"[data-testid={kind}-active][data-name='{name}']")
+
+
+def stage_active(description: dict, stage: str, step: str | None = None) -> bool:
+    node = next(s for s in description["stages"] if s["name"] == stage)
+    if step is not None:
+        node = next(s for s in node["steps"] if s["name"] == step)
+    return node["active"]
+
+
 # ----------------------------------------------------------------------------------- tests
 
 
@@ -197,15 +222,46 @@ def test_page_before_any_submission(workflow_page, workflow_site) -> None:
     assert "(optional)" in argument(page, "batch_args", "regex").inner_text()
     memory = argument(page, "submission_args", "memory")
     assert memory.get_attribute("data-kind") == "number"
+    assert memory.get_attribute("data-type") == "integer"
     assert "default: 2500" in memory.inner_text()
+    # the server's range, on the number field and in the help
+    field = memory.locator("input")
+    assert field.get_attribute("type") == "number"
+    assert (field.get_attribute("min"), field.get_attribute("max")) == ("1", "1048576")
+    assert "between 1 and 1048576" in memory.inner_text()
+    # the widget follows the declared type, not the value: n_vertical has no default
+    rows = argument(page, "batch_args", "n_vertical")
+    assert (rows.get_attribute("data-kind"), rows.get_attribute("data-type")) == (
+        "number",
+        "integer",
+    )
+    assert rows.locator("input").get_attribute("min") == "1"
+    assert argument(page, "submission_args", "duration").get_attribute("data-kind") == "text"
 
-    # a value that is no number is refused in the page and never reaches the server
+    # values that are not of the type or out of range are refused in the page, with the
+    # range named, and never reach the server
     before = workflow_site.description()
-    memory.locator("input").fill("lots")
-    assert "must be a number" in memory.locator("[data-testid=argument-error]").inner_text()
+    error = memory.locator("[data-testid=argument-error]")
+    for typed, reason in (
+        ("0", "memory must be between 1 and 1048576, got 0"),
+        ("2000000", "memory must be between 1 and 1048576, got 2000000"),
+        ("2.5", "memory must be an integer"),
+    ):
+        field.fill(typed)
+        assert reason in error.inner_text(), typed
+        page.click("[data-testid=save]")
+        assert "Not saved" in page.locator("[data-testid=workflow-error]").inner_text()
+        assert workflow_site.description() == before
+    # text the number field cannot read (the browser reports no value for it)
+    field.fill("")
+    field.press_sequentially("1e")
+    assert "memory must be an integer" in error.inner_text()
     page.click("[data-testid=save]")
     assert "Not saved" in page.locator("[data-testid=workflow-error]").inner_text()
     assert workflow_site.description() == before
+    field.fill("2500")  # the stored value again: nothing to save
+    assert error.count() == 0
+    assert not enabled(page, "save")
 
     # the image analysis stage links to the pipeline editor and names the project's modules
     tab(page, "stage", "image_analysis").click()
@@ -296,13 +352,16 @@ def test_failing_step_then_resubmit(workflow_page, workflow_site) -> None:
     assert "Log of jterator" in dialog.inner_text()
     dialog.locator("button", has_text="Close").click()
 
-    # the state filter
-    page.select_option("[data-testid=jobs-filter]", "failed")
-    page.locator("[data-testid=jobs-count]", has_text="0 of").wait_for(timeout=TIMEOUT_MS)
-    page.select_option("[data-testid=jobs-filter]", "ok")
-    page.locator("[data-testid=jobs-count]", has_text=f"{rows.count()} of").wait_for(
+    # the state filter (the server filters: the rows go while it answers)
+    n_jobs = rows.count()
+    page.select_option("[data-testid=jobs-filter]", "FAILED")
+    page.locator("[data-testid=jobs-count]", has_text=f"0 of {n_jobs}").wait_for(timeout=TIMEOUT_MS)
+    assert rows.count() == 0
+    page.select_option("[data-testid=jobs-filter]", "SUCCEEDED")
+    page.locator("[data-testid=jobs-count]", has_text=f"{n_jobs} of {n_jobs}").wait_for(
         timeout=TIMEOUT_MS
     )
+    assert rows.evaluate_all("r => r.every(e => e.dataset.failed === 'false')")
 
 
 def test_submit_while_running_and_kill(workflow_page, workflow_site) -> None:
@@ -321,9 +380,13 @@ def test_submit_while_running_and_kill(workflow_page, workflow_site) -> None:
     error.wait_for(timeout=TIMEOUT_MS)
     assert "still running" in error.inner_text()
     dialog.locator("button", has_text="Cancel").click()
-    # the page learns it runs: Kill on, Submit off
+    # the page learns it runs: Kill on, Submit off, stages and steps locked on or off
     page.locator("[data-testid=kill]:not([disabled])").wait_for(timeout=TIMEOUT_MS)
     assert not enabled(page, "submit")
+    # read in one go: the page renders synchronously, so kill and switches are of one status
+    seen = page.evaluate(LOCKS_JS)
+    if seen["running"]:  # not ended yet at this render
+        assert seen["switches"] >= 5 and seen["locked"] == seen["switches"], seen
     page.click("[data-testid=kill]")
     wait_state(page, "TERMINATED", RUN_TIMEOUT_MS)
     assert enabled(page, "submit") and not enabled(page, "kill")
@@ -331,3 +394,184 @@ def test_submit_while_running_and_kill(workflow_page, workflow_site) -> None:
     if status["exitcode"] or status["failed"]:  # the kill came before the stage ended
         bar = page.locator("[data-testid=workflow-progress]")
         assert bar.get_attribute("data-failed") == "true"
+
+
+def test_switch_steps_and_stages_off_and_on(workflow_page, workflow_site) -> None:
+    page = workflow_page
+    # switches are locked while a workflow runs: wait for the last one to end
+    page.locator("[data-testid=stage-active]:not([disabled])").first.wait_for(
+        timeout=RUN_TIMEOUT_MS
+    )
+    open_step(page, "image_conversion", "metaconfig")
+    assert switch(page, "step", "metaconfig").is_checked()
+    assert tab(page, "step", "metaconfig").get_attribute("data-active") == "true"
+
+    # a step off: greyed at once, unsaved until Save
+    switch(page, "step", "metaconfig").uncheck()
+    assert tab(page, "step", "metaconfig").get_attribute("data-active") == "false"
+    assert "inactive" in tab(page, "step", "metaconfig").get_attribute("class").split()
+    assert page.locator("[data-testid=step-inactive]").is_visible()
+    assert page.locator("[data-testid=unsaved]").is_visible()
+    assert stage_active(workflow_site.description(), "image_conversion", "metaconfig")
+
+    # a stage off: Submit's question no longer names it
+    switch(page, "stage", "image_preprocessing").uncheck()
+    assert tab(page, "stage", "image_preprocessing").get_attribute("data-active") == "false"
+    page.click("[data-testid=submit]")
+    dialog = page.locator("[data-testid=submit-dialog]")
+    dialog.wait_for(timeout=TIMEOUT_MS)
+    assert "image conversion, pyramid creation, image analysis" in dialog.inner_text()
+    dialog.locator("button", has_text="Cancel").click()
+
+    page.click("[data-testid=save]")
+    page.locator("[data-testid=workflow-notice]", has_text="Saved").wait_for(timeout=TIMEOUT_MS)
+    stored = workflow_site.description()
+    assert not stage_active(stored, "image_conversion", "metaconfig")
+    assert not stage_active(stored, "image_preprocessing")
+    assert stage_active(stored, "image_conversion", "imextract")
+    assert stage_active(stored, "image_conversion")
+
+    # still off after a reload, greyed
+    page.reload()
+    page.locator("[data-testid=stage-tab]").first.wait_for(timeout=TIMEOUT_MS)
+    open_step(page, "image_conversion", "metaconfig")
+    assert not switch(page, "step", "metaconfig").is_checked()
+    assert switch(page, "step", "imextract").is_checked()
+    assert not switch(page, "stage", "image_preprocessing").is_checked()
+    assert tab(page, "stage", "image_preprocessing").get_attribute("data-active") == "false"
+    assert tab(page, "step", "metaconfig").get_attribute("data-active") == "false"
+
+    # and on again
+    switch(page, "step", "metaconfig").check()
+    switch(page, "stage", "image_preprocessing").check()
+    page.click("[data-testid=save]")
+    page.locator("[data-testid=workflow-notice]", has_text="Saved").wait_for(timeout=TIMEOUT_MS)
+    stored = workflow_site.description()
+    assert stage_active(stored, "image_conversion", "metaconfig")
+    assert stage_active(stored, "image_preprocessing")
+
+
+# ------------------------------------------------------------------- a step of 10,000 jobs
+
+N_JOBS = 10_000
+#: a workflow submission of an experiment as the engine stores it (the library's own tree),
+#: every job ended well, then N run jobs of metaextract put in: every 10th failed
+MANY_JOBS_SCRIPT = """
+import sys
+import sqlalchemy as sa
+import tmlib.models as tm
+from tmlib.workflow import manager
+from tmlib.workflow.jobs.engine import persist
+
+experiment_id, n = int(sys.argv[1]), int(sys.argv[2])
+tree = manager.workflow_tree(experiment_id, manager.load_description(experiment_id))
+with tm.utils.MainSession() as session:
+    ref = session.get(tm.ExperimentReference, experiment_id)
+    submission = tm.Submission(program="workflow", experiment_id=experiment_id, user_id=ref.user_id)
+    session.add(submission)
+    persist(session, submission, tree)
+    session.execute(
+        sa.update(tm.Task).where(tm.Task.submission_id == submission.id)
+        .values(state="TERMINATED", exitcode=0, time=1.0, memory=10.0)
+    )
+    phase = session.scalar(sa.select(tm.Task).where(
+        tm.Task.submission_id == submission.id, tm.Task.name == "metaextract_run"))
+    phase.data = {**phase.data, "expanded": True}
+    rows = [
+        {"name": f"metaextract_run_{i:07d}", "type": "RunJob", "is_collection": False,
+         "parent_id": phase.id, "submission_id": submission.id, "state": "TERMINATED",
+         "exitcode": 1 if i % 10 == 0 else 0, "time": i / 100, "memory": 50.0, "data": {}}
+        for i in range(1, n + 1)
+    ]
+    session.execute(sa.insert(tm.Task), rows)
+    print(submission.id)
+"""
+
+#: scroll the jobs table from top to bottom in `steps` frames; the longest frame (ms) and the
+#: most row elements seen in the DOM at once
+SCROLL_JS = """async (steps) => {
+  const scroller = document.querySelector('[data-testid=jobs-scroller]');
+  const end = scroller.scrollHeight - scroller.clientHeight;
+  const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+  await frame();
+  let last = performance.now();
+  const frames = [];
+  let rows = 0;
+  for (let i = 1; i <= steps; i++) {
+    scroller.scrollTop = Math.round((end * i) / steps);
+    await frame();
+    const now = performance.now();
+    frames.push(now - last);
+    last = now;
+    rows = Math.max(rows, scroller.querySelectorAll('.wf-job-row').length);
+  }
+  frames.sort((a, b) => a - b);
+  const longest = frames[frames.length - 1];
+  const median = frames[Math.floor(frames.length / 2)];
+  return { longest, median, rows, frames: steps, end };
+}"""
+
+
+def jobs_requests(page) -> list[str]:
+    """The jobs-route URLs the page asks for from now on (a list that grows)."""
+    seen: list[str] = []
+    page.on("request", lambda r: seen.append(r.url) if "/workflow/jobs?" in r.url else None)
+    return seen
+
+
+def test_ten_thousand_jobs_scroll_smoothly(page, workflow_site) -> None:
+    started = time.monotonic()
+    environ = workflow_site.environ
+    experiment_id = int(
+        run_program(environ, "tm_add", "experiment", "-e", "many_jobs", "-u", USER,
+                    "--microscope-type", "tiff", "--plate-format", "96").strip()
+    )  # fmt: skip
+    run_program(environ, "python", "-c", MANY_JOBS_SCRIPT, experiment_id, N_JOBS)
+    last_name = f"metaextract_run_{N_JOBS:07d}"
+
+    start_session(page, workflow_site, USER)
+    page.goto(f"{workflow_site.base_url}/experiments/{experiment_id}/workflow")
+    open_step(page, "image_conversion", "metaextract")
+    table = page.locator("[data-testid=jobs][data-step=metaextract]")
+    scroller = table.locator("[data-testid=jobs-scroller]")
+    rows = scroller.locator("[data-testid=job-row]")
+    rows.first.wait_for(timeout=TIMEOUT_MS)
+    count = table.locator("[data-testid=jobs-count]")
+    total = int(count.get_attribute("data-total"))
+    assert total >= N_JOBS + 1  # the init job, the run jobs, metaextract's collect job if any
+
+    # scrolled to the end frame by frame: a window of rows, short frames, the last job shown
+    requests = jobs_requests(page)
+    scrolled = page.evaluate(SCROLL_JS, 120)
+    assert scrolled["end"] > 0
+    assert 0 < scrolled["rows"] < 200
+    assert scrolled["longest"] < 250, scrolled
+    scroller.locator(f"[data-testid=job-row][data-name='{last_name}']").wait_for(timeout=TIMEOUT_MS)
+    last_row = rows.last
+    assert last_row.get_attribute("data-name") == last_name
+    assert int(last_row.get_attribute("data-index")) == total - 1
+    assert last_row.is_visible()
+    assert scroller.locator(".wf-job-row").count() < 200
+    # a fling fetches where it comes to rest, not the 200 pages it passes
+    assert 0 < len(requests) < 60, len(requests)
+    print(f"\n10,000 jobs: longest frame {scrolled['longest']:.0f} ms (median "
+          f"{scrolled['median']:.0f} ms) over {scrolled['frames']} frames, at most "
+          f"{scrolled['rows']} rows in the DOM, {len(requests)} page requests at rest")  # fmt: skip
+
+    # the state filter asks the server for the failed jobs only
+    requests.clear()
+    page.select_option("[data-testid=jobs-filter]", "FAILED")
+    count.filter(has_text=f"{N_JOBS // 10} of {total}").wait_for(timeout=TIMEOUT_MS)
+    rows.first.wait_for(timeout=TIMEOUT_MS)
+    assert rows.evaluate_all("r => r.every(e => e.dataset.failed === 'true')")
+    assert rows.first.get_attribute("data-name") == "metaextract_run_0000010"
+    assert all("state=FAILED" in url for url in requests) and len(requests) <= 4, requests
+    filtered = page.evaluate(SCROLL_JS, 30)
+    assert filtered["rows"] < 200
+    scroller.locator(f"[data-testid=job-row][data-name='{last_name}']").wait_for(timeout=TIMEOUT_MS)
+    assert int(rows.last.get_attribute("data-index")) == N_JOBS // 10 - 1
+    # back to every job
+    page.select_option("[data-testid=jobs-filter]", "")
+    count.filter(has_text=f"{total} jobs").wait_for(timeout=TIMEOUT_MS)
+    assert scroller.locator("[data-testid=job-row]").first.get_attribute("data-index") == "0"
+    assert time.monotonic() - started < 120

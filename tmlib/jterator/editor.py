@@ -39,7 +39,13 @@ from tmlib.jterator.project import HANDLES_SUFFIX, PIPELINE_FILE, Project, modul
 MAX_DEBUG_JOBS = 10
 #: submissions of debug jobs have this program name
 PROGRAM = "jtui"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+#: what a module name (and so its handles file's name) may be
+MODULE_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}"
+#: a pipeline entry's ``handles`` and ``source`` (the OpenAPI description of the project
+#: says so too: the editor checks names against these before it asks the server)
+HANDLES_PATH_PATTERN = rf"^handles/{MODULE_NAME}{re.escape(HANDLES_SUFFIX)}$"
+SOURCE_PATTERN = rf"^{MODULE_NAME}\.py$"
+_NAME = re.compile(MODULE_NAME)
 _DEBUG_JOB = re.compile(r"jterator_debug_(\d{7})")
 
 
@@ -62,6 +68,33 @@ def channel_names(experiment_id: int) -> list[str]:
     """The experiment's channels, by id."""
     with tm.utils.ExperimentSession(experiment_id) as session:
         return list(session.scalars(sa.select(tm.Channel.name).order_by(tm.Channel.id)))
+
+
+def object_type_names(experiment_id: int) -> list[str]:
+    """Object types a pipeline can load as input objects (``input.objects``): the
+    experiment's object types except the static Plates, Wells and Sites, by name."""
+    from tmlib.workflow.steps.illuminati import STATIC_TYPES
+
+    static = [name for name, _ in STATIC_TYPES]
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        return list(
+            session.scalars(
+                sa.select(tm.MapobjectType.name)
+                .where(tm.MapobjectType.name.not_in(static))
+                .order_by(tm.MapobjectType.name)
+            )
+        )
+
+
+def handle_types() -> list[dict[str, Any]]:
+    """The handle types: ``{name, kind, accepts}`` (``accepts``: the types of keys a pipe
+    input of this type may take, as the check allows them)."""
+    from tmlib.jterator.handles import HANDLE_TYPES
+
+    return [
+        {"name": t.name, "kind": t.kind, "accepts": sorted(t.accepts)}
+        for t in HANDLE_TYPES.values()
+    ]
 
 
 # ---------------------------------------------------------------- reading

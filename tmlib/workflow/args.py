@@ -102,6 +102,30 @@ class Argument:
             self.maximum if self.maximum is not None else high,
         )
 
+    @property
+    def type_name(self) -> str:
+        """The JSON Schema name of the type: integer, number, string or boolean."""
+        return _TYPE_NAMES[self.type]
+
+    def describe(self) -> dict[str, Any]:
+        """What an editor needs to show and check the argument (without its value).
+
+        Keys: ``name, default, required, help, choices, type, minimum, maximum``;
+        ``type`` is :attr:`type_name`, ``minimum``/``maximum`` are :attr:`range`
+        (None where unbounded, and always None for texts and booleans).
+        """
+        low, high = self.range if self.type in (int, float) else (None, None)
+        return {
+            "name": self.name,
+            "default": self.default,
+            "required": self.required,
+            "help": self.help,
+            "choices": list(self.choices) if self.choices else None,
+            "type": self.type_name,
+            "minimum": low,
+            "maximum": high,
+        }
+
     def convert(self, value: Any) -> Any:
         """Check and convert a value (from YAML, JSON or a command line).
 
@@ -233,6 +257,8 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
     bool: _to_bool,
     str: _to_str,
 }
+#: type -> its name in JSON Schema (what the web UI picks a widget by)
+_TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean"}
 _KINDS = {
     int: "an integer",
     float: "a finite number",

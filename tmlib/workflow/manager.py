@@ -597,18 +597,12 @@ def save_description(experiment_id: int, data: Any) -> WorkflowDescription:
 
 def describe(description: WorkflowDescription) -> dict[str, Any]:
     """A description for an editor: each step with ``fullname`` and ``help``, each argument
-    with ``name, value, default, required, disabled, help, choices`` (reference §3.3)."""
+    with ``name, value, default, required, disabled, help, choices, type, minimum, maximum``
+    (reference §3.3; ``type`` and the range let an editor pick the widget and check values
+    before it saves them, see :meth:`tmlib.workflow.args.Argument.describe`)."""
 
     def argument(arg: arguments.Argument, value: Any, disabled: bool = False) -> dict[str, Any]:
-        return {
-            "name": arg.name,
-            "value": value,
-            "default": arg.default,
-            "required": arg.required,
-            "disabled": disabled,
-            "help": arg.help,
-            "choices": list(arg.choices) if arg.choices else None,
-        }
+        return {**arg.describe(), "value": value, "disabled": disabled}
 
     data = description.to_dict()
     for stage in data["stages"]:
@@ -1089,6 +1083,59 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: what the ``state`` filter of :func:`list_jobs` takes: a job's state, or how an ended
+#: one ended (the same rule as ``failed`` in :func:`task_status`)
+JOB_STATE_FILTERS = (*(s.value for s in State), "FAILED", "SUCCEEDED")
+
+
+def _job_state_clause(state: str) -> sa.ColumnElement[bool]:
+    """The where-clause of a :data:`JOB_STATE_FILTERS` value.
+
+    Raises
+    ------
+    InvalidInputError
+        For any other value.
+    """
+    if state not in JOB_STATE_FILTERS:
+        raise InvalidInputError(
+            f"state must be one of {', '.join(JOB_STATE_FILTERS)}, got {state!r}"
+        )
+    ended = tm.Task.state == State.TERMINATED.value
+    if state == "FAILED":
+        return sa.and_(ended, tm.Task.exitcode.is_not(None), tm.Task.exitcode != 0)
+    if state == "SUCCEEDED":
+        return sa.and_(ended, sa.or_(tm.Task.exitcode.is_(None), tm.Task.exitcode == 0))
+    return tm.Task.state == state
+
+
+def _jobs_query(
+    submission_id: int,
+    step_name: str,
+    phase: str | None,
+    name: str | None,
+    state: str | None,
+) -> sa.Select:
+    """The jobs of a step in a submission that pass the filters (unordered)."""
+    prefix = _like_escape(f"{step_name}_{phase or ''}")
+    query = sa.select(tm.Task).where(
+        tm.Task.submission_id == submission_id,
+        tm.Task.is_collection.is_(False),
+        tm.Task.name.like(f"{prefix}%", escape="\\"),
+    )
+    if name is not None:
+        query = query.where(tm.Task.name == name)
+    if state is not None:
+        query = query.where(_job_state_clause(state))
+    return query
+
+
+def _check_job_filters(phase: str | None, state: str | None) -> None:
+    if phase is not None and phase not in ("init", "run", "collect"):
+        raise InvalidInputError(f"phase must be init, run or collect, got {phase!r}")
+    if state is not None:
+        _job_state_clause(state)  # says what is allowed
+
+
 def list_jobs(
     experiment_id: int,
     step_name: str,
@@ -1097,6 +1144,7 @@ def list_jobs(
     index: int = 0,
     batch_size: int | None = None,
     program: str = "workflow",
+    state: str | None = None,
 ) -> list[dict]:
     """The jobs of a step in the last submission, in the order they were created.
 
@@ -1110,11 +1158,17 @@ def list_jobs(
     name : str, optional
         Only the job of that name.
     index : int, optional
-        First job to return; a negative index counts from the end (``-10``: the last ten).
+        First job to return (among those that pass the filters); a negative index
+        counts from the end (``-10``: the last ten).
     batch_size : int, optional
         At most this many jobs (default: all).
     program : str, optional
         Which submissions (default ``workflow``).
+    state : str, optional
+        Only jobs in this state: ``NEW``, ``SUBMITTED``, ``RUNNING`` or ``TERMINATED``;
+        or ``FAILED`` (terminated with an exit code other than 0) or ``SUCCEEDED``
+        (terminated otherwise). Filtered in the database, so that a page of the failed
+        jobs among 100,000 costs one indexed query.
 
     Returns
     -------
@@ -1127,10 +1181,9 @@ def list_jobs(
     NotFoundError
         When the experiment does not exist.
     InvalidInputError
-        For an unknown phase or a negative batch size.
+        For an unknown phase or state, or a negative batch size.
     """
-    if phase is not None and phase not in ("init", "run", "collect"):
-        raise InvalidInputError(f"phase must be init, run or collect, got {phase!r}")
+    _check_job_filters(phase, state)
     if batch_size is not None and batch_size < 0:
         raise InvalidInputError("batch_size must not be negative")
     with tm.utils.MainSession() as session:
@@ -1139,14 +1192,7 @@ def list_jobs(
             submission = last_submission(session, experiment_id, program)
         except NotFoundError:
             return []
-        prefix = _like_escape(f"{step_name}_{phase or ''}")
-        query = sa.select(tm.Task).where(
-            tm.Task.submission_id == submission.id,
-            tm.Task.is_collection.is_(False),
-            tm.Task.name.like(f"{prefix}%", escape="\\"),
-        )
-        if name is not None:
-            query = query.where(tm.Task.name == name)
+        query = _jobs_query(submission.id, step_name, phase, name, state)
         if index < 0:
             total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
             index = max(total + index, 0)
@@ -1154,6 +1200,34 @@ def list_jobs(
         if batch_size is not None:
             query = query.limit(batch_size)
         return [task_status(task, {}, 0) for task in session.scalars(query)]
+
+
+def count_jobs(
+    experiment_id: int,
+    step_name: str,
+    phase: str | None = None,
+    name: str | None = None,
+    program: str = "workflow",
+    state: str | None = None,
+) -> int:
+    """How many jobs :func:`list_jobs` has for these filters (without paging).
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    InvalidInputError
+        For an unknown phase or state.
+    """
+    _check_job_filters(phase, state)
+    with tm.utils.MainSession() as session:
+        experiment_reference(session, experiment_id)
+        try:
+            submission = last_submission(session, experiment_id, program)
+        except NotFoundError:
+            return 0
+        query = _jobs_query(submission.id, step_name, phase, name, state)
+        return session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
 
 
 #: most bytes of a log returned at once (the end of the file: errors are there)

@@ -88,12 +88,21 @@ def get_workflow_status(experiment_id: int, depth: int) -> dict:
 @api.route(
     "GET",
     "/experiments/{experiment_id}/workflow/jobs",
-    summary="Jobs of a step in the last workflow submission, in order (paged)",
+    summary="Jobs of a step in the last workflow submission, in order (paged, filtered by "
+    "state); `total` counts the jobs that pass the filters",
     tag=TAG,
     query={
         "step_name": Param(str, required=True),
         "phase": Param(str, enum=("init", "run", "collect")),
         "name": Param(str, description="only the job of this name"),
+        # checked by the library (an InvalidInputError that lists the allowed values)
+        "state": Param(
+            str,
+            description="only jobs in this state: "
+            + ", ".join(manager.JOB_STATE_FILTERS)
+            + " (FAILED: terminated with an exit code other than 0; SUCCEEDED: terminated "
+            "otherwise)",
+        ),
         "index": Param(int, default=0, description="first job; negative: from the end"),
         "batch_size": Param(int, minimum=0, description="at most this many jobs"),
     },
@@ -103,11 +112,14 @@ def get_workflow_jobs(
     step_name: str,
     phase: str | None,
     name: str | None,
+    state: str | None,
     index: int,
     batch_size: int | None,
 ) -> dict:
-    jobs = manager.list_jobs(experiment_id, step_name, phase, name, index, batch_size)
-    return {"data": [serialize_status(job) for job in jobs]}
+    jobs = manager.list_jobs(experiment_id, step_name, phase, name, index, batch_size, state=state)
+    # the count lets a table size its scroll range for a filter it has not read
+    total = manager.count_jobs(experiment_id, step_name, phase, name, state=state)
+    return {"data": [serialize_status(job) for job in jobs], "total": total}
 
 
 @api.route(
@@ -123,7 +135,9 @@ def get_workflow_job_log(experiment_id: int, job_id: int) -> dict:
 @api.route(
     "GET",
     "/experiments/{experiment_id}/workflow/description",
-    summary="The workflow description (the default one is stored if there is none)",
+    summary="The workflow description (the default one is stored if there is none); each "
+    "argument with value, default, required, help, choices, type (integer, number, string or "
+    "boolean) and minimum/maximum (null: unbounded)",
     tag=TAG,
 )
 def get_workflow_description(experiment_id: int) -> dict:

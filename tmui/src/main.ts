@@ -5,7 +5,7 @@ import "./style.css";
 import { html, render, type TemplateResult } from "lit-html";
 import { Api, ApiError } from "./api/client";
 import { clearSession, loadSession, saveSession, secondsLeft, type Session } from "./api/session";
-import { navigate, parseRoute } from "./router";
+import { acceptHistoryMove, mayLeave, navigate, parseRoute } from "./router";
 import { appBar } from "./ui/appbar";
 import { ExperimentsScreen } from "./ui/experiments";
 import { loginView, type LoginState } from "./ui/login";
@@ -32,7 +32,12 @@ class App {
       this.logout("Your session has expired or was revoked. Please log in again.");
     this.api.setToken(this.session?.token ?? null);
     this.watchExpiry();
-    window.addEventListener("popstate", () => this.route());
+    window.addEventListener("popstate", () => {
+      // the browser's back and forward ask the screen's leave guard too
+      const accepted = acceptHistoryMove();
+      if (accepted === true) this.route();
+      else if (accepted !== false) void accepted.then((yes) => yes && this.route());
+    });
     // in-app links change the route without reloading the page
     root.addEventListener("click", (event) => {
       const link = (event.target as HTMLElement).closest("a[data-link]");
@@ -55,12 +60,19 @@ class App {
   }
 
   private logout(message = ""): void {
+    // logging out by hand asks the screen's leave guard; an expired session does not wait
+    const answer = message ? true : mayLeave();
+    if (answer === true) this.endSession(message);
+    else if (answer !== false) void answer.then((yes) => yes && this.endSession(message));
+  }
+
+  private endSession(message: string): void {
     clearSession();
     this.session = null;
     this.api.setToken(null);
     window.clearTimeout(this.expiryTimer);
     this.login = { message, error: "", busy: false };
-    navigate("/login");
+    navigate("/login", false, true);
   }
 
   private async submitLogin(username: string, password: string): Promise<void> {

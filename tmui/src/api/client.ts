@@ -506,15 +506,18 @@ export class Api {
     await this.request("POST", `/api/experiments/${experimentId}/workflow/kill`, {});
   }
 
-  /** A page of the jobs of a step in the last submission, in order. */
+  /** A page of the jobs of a step in the last submission, in order, with the count of all that
+   * pass `state` (filtered by the server: a page of failed jobs is one request). */
   workflowJobs(
     experimentId: string,
     stepName: string,
     index: number,
     batchSize: number,
-  ): Promise<import("./types").WorkflowStatus[]> {
-    const query = `step_name=${encodeURIComponent(stepName)}&index=${index}&batch_size=${batchSize}`;
-    return this.data("GET", `/api/experiments/${experimentId}/workflow/jobs?${query}`);
+    state?: import("./types").WorkflowJobFilter,
+  ): Promise<import("./types").WorkflowJobsPage> {
+    const params = new URLSearchParams({ step_name: stepName, index: String(index), batch_size: String(batchSize) });
+    if (state) params.set("state", state);
+    return this.json("GET", `/api/experiments/${experimentId}/workflow/jobs?${params.toString()}`);
   }
 
   workflowJobLog(experimentId: string, jobId: string): Promise<import("./types").WorkflowJobLog> {
@@ -585,5 +588,28 @@ export class Api {
 
   async killJtJobs(experimentId: string): Promise<void> {
     await this.request("POST", `/jtui/experiments/${experimentId}/jobs/kill`, {});
+  }
+
+  /** Object types the pipeline can load as input objects (not Plates, Wells, Sites). */
+  jtObjectTypes(experimentId: string): Promise<string[]> {
+    return this.data("GET", `/jtui/experiments/${experimentId}/available_objects`);
+  }
+
+  /** The handle types, with the types of keys each piped input takes (the server's check). */
+  jtHandleTypes(): Promise<import("./types").JtHandleType[]> {
+    return this.data("GET", "/jtui/handle_types");
+  }
+
+  /** The pattern a pipeline entry's `handles` path must match, as the API's description of the
+   * project route says (it holds the module-name rule); null when it says none. */
+  async jtHandlesPathPattern(): Promise<string | null> {
+    const spec = await this.json<Record<string, unknown>>("GET", "/api/openapi.json");
+    const at = (value: unknown, ...keys: string[]): unknown =>
+      keys.reduce<unknown>((v, k) => (v && typeof v === "object" ? (v as Record<string, unknown>)[k] : undefined), value);
+    const project = at(spec, "paths", "/jtui/experiments/{experiment_id}/project", "post", "requestBody",
+      "content", "application/json", "schema", "properties", "project");
+    const pattern = at(project, "properties", "pipeline", "properties", "pipeline", "items", "properties",
+      "handles", "pattern");
+    return typeof pattern === "string" ? pattern : null;
   }
 }

@@ -176,8 +176,11 @@ export type UploadProgress = (loaded: number, total: number) => void;
 
 // --- workflow: description, status, jobs
 
-/** One argument of a step as `GET …/workflow/description` describes it. The server sends no
- * type and no range: the page infers the widget from `choices`, `default` and `value`. */
+/** The type of a step argument, as JSON Schema names it. */
+export type WorkflowArgumentType = "integer" | "number" | "string" | "boolean";
+
+/** One argument of a step as `GET …/workflow/description` describes it: its `type` picks the
+ * widget, and numbers must lie in `minimum`…`maximum` (null: unbounded). */
 export interface WorkflowArgument {
   name: string;
   value: unknown;
@@ -186,6 +189,9 @@ export interface WorkflowArgument {
   disabled: boolean;
   help: string;
   choices: string[] | null;
+  type: WorkflowArgumentType;
+  minimum: number | null;
+  maximum: number | null;
 }
 
 export interface WorkflowStepDescription {
@@ -233,6 +239,15 @@ export interface WorkflowStatus {
   n_subtasks: number;
   submission_id?: string;
   subtasks: WorkflowStatus[];
+}
+
+/** What the jobs route's `state` filter takes: a job's state, or how an ended job ended. */
+export type WorkflowJobFilter = "NEW" | "SUBMITTED" | "RUNNING" | "TERMINATED" | "FAILED" | "SUCCEEDED";
+
+/** A page of a step's jobs, and how many jobs pass the filter in all. */
+export interface WorkflowJobsPage {
+  data: WorkflowStatus[];
+  total: number;
 }
 
 export interface WorkflowJobLog {
@@ -324,6 +339,15 @@ export interface JtJobOutput {
   failed: boolean;
   stdout?: string;
   stderr?: string;
+}
+
+/** A handle type as the server's check knows it. */
+export interface JtHandleType {
+  name: string;
+  /** "constant", "pipe", "measurement" or "figure" */
+  kind: string;
+  /** pipe types: the types of the keys a piped input of this type may take */
+  accepts: string[];
 }
 
 /** A node of the status tree of the debug jobs' submission. */

@@ -16,6 +16,7 @@ export type Dialog =
   | { kind: "jobs"; chosen: number[]; error: string }
   | { kind: "figure"; jobId: number; module: string; figure: PlotlyFigure | null; error: string }
   | { kind: "log"; output: JtJobOutput }
+  | { kind: "leave"; answer: (leave: boolean) => void; error: string }
   | null;
 
 /** Focus an element once, when it appears (after lit has put it into the page). */
@@ -99,6 +100,22 @@ export function dialogTemplate(screen: PipelineScreen): TemplateResult | typeof 
       return modal("Run on sites", jobsBody(screen, d.chosen, d.error), close, "jobs-dialog");
     case "figure":
       return modal(`Figure of ${d.module}`, figureBody(screen, d), close, "figure-dialog");
+    case "leave":
+      return modal(
+        "Unsaved changes",
+        html`<p data-testid="leave-message">The pipeline has changes that are not saved. Leave the editor
+            anyway?</p>
+          ${errorLine(d.error)}
+          <footer>
+            <button data-testid="leave-stay" ${focusOnce} @click=${() => d.answer(false)}>Stay</button>
+            <button class="danger" data-testid="leave-discard" @click=${() => d.answer(true)}>
+              Leave without saving</button>
+            <button class="primary" data-testid="leave-save" ?disabled=${screen.busy !== ""}
+              @click=${() => void screen.saveAndLeave()}>Save and leave</button>
+          </footer>`,
+        close,
+        "leave-dialog",
+      );
     case "log":
       return modal(
         `Log of job ${d.output.id}`,

@@ -6,6 +6,7 @@
 import type {
   JtChannelInput,
   JtHandle,
+  JtHandleType,
   JtHandles,
   JtModule,
   JtObjectsOutput,
@@ -13,8 +14,6 @@ import type {
   JtProject,
 } from "../api/types";
 
-/** Module names (and so handles file names): as the server allows them. */
-export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 const HANDLES_PREFIX = "handles/";
 const HANDLES_SUFFIX = ".handles.yaml";
 export const UNIQUE_OUTPUTS = "Names of outputs must be unique!";
@@ -33,6 +32,30 @@ export interface Upstream {
   type: string;
   /** the module that makes it; "" for an input channel or object type */
   module: string;
+  /** where it comes from when no module makes it */
+  input?: "channel" | "objects";
+}
+
+/** The server's rules the editor follows for immediate feedback (the server checks them again
+ * on check, save and run, and its answer counts): what the handle types take, and the pattern of
+ * a pipeline entry's handles path, which holds the module-name rule. Until they are known, the
+ * editor leaves the decision to the server. */
+interface ServerRules {
+  types: Map<string, JtHandleType> | null;
+  handlesPath: RegExp | null;
+}
+
+const rules: ServerRules = { types: null, handlesPath: null };
+
+/** Sets the rules from the server's answers (null: not known). */
+export function setServerRules(types: JtHandleType[] | null, handlesPathPattern: string | null): void {
+  rules.types = types ? new Map(types.map((t) => [t.name, t])) : null;
+  rules.handlesPath = null;
+  try {
+    if (handlesPathPattern) rules.handlesPath = new RegExp(handlesPathPattern);
+  } catch {
+    // a pattern this browser cannot read: the server decides alone
+  }
 }
 
 export function moduleName(entry: JtPipelineEntry): string {
@@ -56,6 +79,8 @@ export function moduleNames(project: JtProject): string[] {
 }
 
 export function isPipe(handle: JtHandle): boolean {
+  const known = rules.types?.get(handle.type);
+  if (known) return known.kind === "pipe";
   return handle.type.endsWith("Image") || handle.type === "SegmentedObjects";
 }
 
@@ -64,11 +89,11 @@ export function isNamedOutput(handle: JtHandle): boolean {
   return handle.type !== "Figure" && handle.key !== undefined;
 }
 
-/** Whether a piped input of type `wanted` takes an array of type `made` (web-ui.md §1). */
+/** Whether a piped input of type `wanted` takes a key of type `made`: as the server's handle
+ * types say (the same type only, while they are not known). */
 export function accepts(wanted: string, made: string): boolean {
-  if (wanted === "Image") return made.endsWith("Image");
-  if (wanted === "MaskImage") return ["Image", "MaskImage", "BinaryImage", "LabelImage"].includes(made);
-  return wanted === made;
+  const known = rules.types?.get(wanted);
+  return known ? known.accepts.includes(made) : wanted === made;
 }
 
 /** Fills in the parts of pipeline.yaml a project may leave out, so the editor can rely on them. */
@@ -77,6 +102,7 @@ export function normalise(project: JtProject): JtProject {
   doc.pipeline = doc.pipeline ?? [];
   doc.input = doc.input ?? {};
   doc.input.channels = (doc.input.channels ?? []).map((c) => ({ name: c.name, correct: c.correct ?? true }));
+  doc.input.objects = (doc.input.objects ?? []).map((o) => ({ name: o.name }));
   doc.output = doc.output ?? {};
   doc.output.objects = (doc.output.objects ?? []).map((o) => ({
     name: o.name,
@@ -95,8 +121,19 @@ export function outputObjects(project: JtProject): JtObjectsOutput[] {
   return project.pipeline.output?.objects ?? [];
 }
 
-function inputObjects(project: JtProject): string[] {
+/** The object types the pipeline loads as inputs (`input.objects`), by name. */
+export function inputObjects(project: JtProject): string[] {
   return (project.pipeline.input?.objects ?? []).map((o) => o.name);
+}
+
+/** Loads the experiment's object type `name` as an input (piped inputs that take labels may use it). */
+export function addInputObject(project: JtProject, name: string): void {
+  const input = (project.pipeline.input = project.pipeline.input ?? {});
+  input.objects = [...(input.objects ?? []), { name }];
+}
+
+export function removeInputObject(project: JtProject, index: number): void {
+  project.pipeline.input?.objects?.splice(index, 1);
 }
 
 export function handlesOf(project: JtProject, index: number): JtHandles {
@@ -119,9 +156,9 @@ export function uniqueName(base: string, taken: Iterable<string>): string {
   for (let i = 1; ; i++) if (!used.has(`${base}_${i}`)) return `${base}_${i}`;
 }
 
-/** Every named output key of the project (all modules) and its input channels. */
+/** Every named output key of the project (all modules), its input channels and input objects. */
 function allKeys(project: JtProject): string[] {
-  const keys = channels(project).map((c) => c.name);
+  const keys = [...channels(project).map((c) => c.name), ...inputObjects(project)];
   for (const handles of Object.values(project.handles)) {
     for (const h of outputsOf(handles)) if (isNamedOutput(h) && h.key) keys.push(h.key);
   }
@@ -130,8 +167,16 @@ function allKeys(project: JtProject): string[] {
 
 /** What the module at `index` may take: channels, input objects and earlier active modules' outputs. */
 export function upstream(project: JtProject, index: number): Upstream[] {
-  const found: Upstream[] = channels(project).map((c) => ({ key: c.name, type: "IntensityImage", module: "" }));
-  for (const name of inputObjects(project)) found.push({ key: name, type: "SegmentedObjects", module: "" });
+  const found: Upstream[] = channels(project).map((c) => ({
+    key: c.name,
+    type: "IntensityImage",
+    module: "",
+    input: "channel" as const,
+  }));
+  // the server loads input objects as label images of registered objects
+  for (const name of inputObjects(project)) {
+    found.push({ key: name, type: "SegmentedObjects", module: "", input: "objects" });
+  }
   project.pipeline.pipeline.slice(0, Math.max(0, index)).forEach((entry, i) => {
     if (!entry.active) return;
     for (const h of outputsOf(handlesOf(project, i))) {
@@ -188,8 +233,10 @@ export function moveModule(project: JtProject, from: number, to: number): void {
 
 /** Why `name` cannot be the new name of the module at `index`, or null. */
 export function renameProblem(project: JtProject, index: number, name: string): string | null {
-  if (!NAME_PATTERN.test(name)) {
-    return "A module name has letters, digits, _ and - only, and starts with a letter or digit.";
+  if (name === "") return "A module needs a name.";
+  // the server's rule, from its API description: the name makes the handles file's path
+  if (rules.handlesPath && !rules.handlesPath.test(handlesPath(name))) {
+    return `The server does not accept "${name}" as a module name: ${handlesPath(name)} does not match ${rules.handlesPath.source}.`;
   }
   const others = moduleNames(project).filter((_, i) => i !== index);
   if (others.includes(name)) return `Names of modules must be unique: "${name}" is already in the pipeline.`;
@@ -245,6 +292,8 @@ export function parseConstant(handle: JtHandle, text: string): { value: unknown 
   const asNumber = (s: string) => (s !== "" && Number.isFinite(Number(s)) ? Number(s) : null);
   switch (handle.type) {
     case "Numeric": {
+      // an empty field is null: the module's own default (the server accepts it)
+      if (trimmed === "") return { value: null };
       const n = asNumber(trimmed);
       return n === null ? { error: `${handle.name} must be a number.` } : { value: n };
     }
@@ -292,11 +341,11 @@ export function problems(project: JtProject): Problem[] {
             module,
             handle: h.name,
             message: h.key
-              ? `"${h.key}" is not an input channel or an output of an earlier active module of a type that ${h.type} accepts.`
+              ? `"${h.key}" is not an input channel, an input object type or an output of an earlier active module of a type that ${h.type} accepts.`
               : `Choose an input of type ${h.type}.`,
           });
         }
-        if (!isPipe(h) && h.type === "Numeric" && typeof h.value !== "number") {
+        if (!isPipe(h) && h.type === "Numeric" && h.value != null && typeof h.value !== "number") {
           found.push({ module, handle: h.name, message: `${h.name} must be a number.` });
         }
       }
@@ -331,9 +380,12 @@ export function registeredObjects(project: JtProject): string[] {
   );
 }
 
-/** The module and handle a server message names ("module label, handle mask: …"), if any. */
-export function placeOf(message: string): { module: string; handle?: string } | null {
-  const match = /module ([A-Za-z0-9_-]+)(?:, handle ([A-Za-z0-9_]+))?/.exec(message);
-  if (!match) return null;
-  return match[2] ? { module: match[1], handle: match[2] } : { module: match[1] };
+/** The module and handle a server message names ("module label, handle mask: …", or "pipeline
+ * entry 2: …" for the second module of `names`), if any. */
+export function placeOf(message: string, names: string[] = []): { module: string; handle?: string } | null {
+  const match = /module ([A-Za-z0-9_-]+)(?:, handle ([A-Za-z0-9_]+))?:/.exec(message);
+  if (match) return match[2] ? { module: match[1], handle: match[2] } : { module: match[1] };
+  const entry = /pipeline entry (\d+):/.exec(message);
+  const name = entry ? names[Number(entry[1]) - 1] : undefined;
+  return name === undefined ? null : { module: name };
 }

@@ -1,10 +1,13 @@
 // The jterator editor of an experiment: available modules, pipeline settings, module settings
 // and results (web-ui.md §1, "jterator editor"). Hotkeys: s save, c check, r run, j/k and the
-// arrows move between modules (not while typing).
+// arrows move between modules (not while typing). Leaving with unsaved changes asks first: the
+// app's own navigation through the router's leave guard, a reload or closing the tab through
+// the browser's "beforeunload" question.
 
 import { html, type TemplateResult } from "lit-html";
 import { ApiError, type Api } from "../api/client";
 import type { JtJob, JtJobOutput, JtModule, JtProject, JtStatus } from "../api/types";
+import { setLeaveGuard } from "../router";
 import { experimentNav } from "../ui/experimentnav";
 import { dialogTemplate, MAX_JOBS, type Dialog } from "./dialogs";
 import * as model from "./model";
@@ -31,6 +34,8 @@ export class PipelineScreen {
   project: JtProject | null = null;
   modules: JtModule[] | null = null;
   channels: string[] = [];
+  /** the experiment's object types a pipeline can load (null until known) */
+  objectTypes: string[] | null = null;
   jobs: JtJob[] | null = null;
   search = "";
   selected = -1;
@@ -53,6 +58,12 @@ export class PipelineScreen {
   private pollTimer = 0;
   private disposed = false;
   private readonly onKey = (event: KeyboardEvent) => this.hotkey(event);
+  private readonly onBeforeUnload = (event: BeforeUnloadEvent) => {
+    if (!this.dirty()) return;
+    event.preventDefault();
+    event.returnValue = ""; // older browsers want it set to ask
+  };
+  private readonly removeGuard: () => void;
 
   constructor(
     private readonly api: Api,
@@ -60,12 +71,17 @@ export class PipelineScreen {
     private readonly changed: () => void,
   ) {
     document.addEventListener("keydown", this.onKey);
+    window.addEventListener("beforeunload", this.onBeforeUnload);
+    this.removeGuard = setLeaveGuard(() => this.confirmLeave());
     void this.load();
   }
 
   dispose(): void {
     this.disposed = true;
     document.removeEventListener("keydown", this.onKey);
+    window.removeEventListener("beforeunload", this.onBeforeUnload);
+    this.removeGuard();
+    if (this.dialog?.kind === "leave") this.dialog.answer(false);
     window.clearTimeout(this.pollTimer);
   }
 
@@ -84,6 +100,11 @@ export class PipelineScreen {
       }),
       this.api.jtModules().then((m) => void (this.modules = m)),
       this.api.jtChannels(e).then((c) => void (this.channels = c)),
+      this.api.jtObjectTypes(e).then((o) => void (this.objectTypes = o)),
+      // the server's rules for immediate feedback: what piped inputs take, the module-name rule
+      Promise.all([this.api.jtHandleTypes(), this.api.jtHandlesPathPattern()]).then(([types, pattern]) =>
+        model.setServerRules(types, pattern),
+      ),
       this.api.jtProject(e).then((p) => {
         this.project = model.normalise(p);
         this.savedJson = JSON.stringify(this.project);
@@ -284,13 +305,53 @@ export class PipelineScreen {
     this.edit((p) => (model.outputObjects(p)[index].as_polygons = on));
   }
 
+  addInputObject(name: string): void {
+    this.edit((p) => model.addInputObject(p, name));
+  }
+
+  removeInputObject(index: number): void {
+    this.edit((p) => model.removeInputObject(p, index));
+  }
+
+  // ------------------------------------------------------------------ leaving
+
+  /** The router's leave guard: true at once without unsaved changes, else the user's answer. */
+  private confirmLeave(): boolean | Promise<boolean> {
+    if (!this.dirty()) return true;
+    if (this.dialog?.kind === "leave") this.dialog.answer(false); // a second question replaces the first
+    return new Promise<boolean>((resolve) => {
+      let answered = false;
+      const answer = (leave: boolean) => {
+        if (answered) return;
+        answered = true;
+        if (this.dialog?.kind === "leave" && this.dialog.answer === answer) this.dialog = null;
+        this.redraw();
+        resolve(leave);
+      };
+      this.dialog = { kind: "leave", answer, error: "" };
+      this.redraw();
+    });
+  }
+
+  /** "Save and leave": leaves when the server stored the project, else stays with its message. */
+  async saveAndLeave(): Promise<void> {
+    const d = this.dialog;
+    if (d?.kind !== "leave") return;
+    await this.save();
+    if (!this.dirty()) d.answer(true);
+    else if (this.dialog === d) {
+      d.error = this.error || "Not saved.";
+      this.redraw();
+    }
+  }
+
   // ------------------------------------------------------------------ server actions
 
   /** The server refused: its message, and the module and handle it names marked. */
   private refused(prefix: string, err: unknown): void {
     const message = messageOf(err);
     this.error = `${prefix}: ${message}`;
-    const place = model.placeOf(message);
+    const place = model.placeOf(message, this.project ? model.moduleNames(this.project) : []);
     this.serverFault = place ? { ...place, message } : null;
     if (place) {
       const index = this.project ? model.moduleNames(this.project).indexOf(place.module) : -1;
@@ -463,8 +524,10 @@ export class PipelineScreen {
   // ------------------------------------------------------------------ dialogs
 
   closeDialog(): void {
-    if (this.dialog?.kind === "jobs") this.chosenJobs = this.dialog.chosen;
+    const d = this.dialog;
+    if (d?.kind === "jobs") this.chosenJobs = d.chosen;
     this.dialog = null;
+    if (d?.kind === "leave") d.answer(false); // closed: stay
     this.redraw();
   }
 

@@ -5,7 +5,7 @@ import { html, nothing, type TemplateResult } from "lit-html";
 import type { JtProject } from "../api/types";
 import { trashIcon } from "../ui/icons";
 import { focusOnce } from "./dialogs";
-import { channels, moduleName, outputObjects, registeredObjects } from "./model";
+import { channels, inputObjects, moduleName, outputObjects, registeredObjects } from "./model";
 import { MODULE_DRAG } from "./modules";
 import type { PipelineScreen } from "./pipeline";
 
@@ -50,6 +50,43 @@ function channelSection(screen: PipelineScreen, project: JtProject): TemplateRes
           if (select?.value) screen.addChannel(select.value);
         }}>Add</button>
       <button data-testid="list-jobs" @click=${() => screen.openJobs()}>List jobs</button>
+    </div>
+  </div>`;
+}
+
+/** Object types of the experiment (segmented by an earlier pipeline or uploaded) that the
+ * pipeline loads per site as label images, for piped inputs that take labels or objects. */
+function objectsSection(screen: PipelineScreen, project: JtProject): TemplateResult {
+  const used = inputObjects(project);
+  const free = (screen.objectTypes ?? []).filter((name) => !used.includes(name));
+  const known = new Set(screen.objectTypes ?? []);
+  return html`<div class="jt-block" data-testid="input-objects">
+    <h4>Input objects</h4>
+    ${used.length === 0 && screen.objectTypes?.length === 0
+      ? html`<p class="muted">The experiment has no object types yet.</p>`
+      : nothing}
+    <ul class="jt-list">
+      ${used.map(
+        (name, i) => html`<li data-testid="input-object" data-name=${name}>
+          <span class="name">${name}</span>
+          ${screen.objectTypes !== null && !known.has(name)
+            ? html`<span class="error" data-testid="input-object-missing">not an object type of the experiment</span>`
+            : nothing}
+          <button class="icon" title="Do not load ${name}" data-testid="remove-input-object"
+            @click=${() => screen.removeInputObject(i)}>${trashIcon}</button>
+        </li>`,
+      )}
+    </ul>
+    <div class="row">
+      <select data-testid="input-object-choice" ?disabled=${free.length === 0}
+        title="Object types of the experiment; modules that take a label image or objects can use them">
+        ${free.map((name) => html`<option>${name}</option>`)}
+      </select>
+      <button data-testid="add-input-object" ?disabled=${free.length === 0}
+        @click=${(e: Event) => {
+          const select = (e.target as HTMLElement).parentElement?.querySelector("select");
+          if (select?.value) screen.addInputObject(select.value);
+        }}>Add</button>
     </div>
   </div>`;
 }
@@ -203,7 +240,7 @@ export function pipelinePane(screen: PipelineScreen): TemplateResult {
           )}
         </ul>`
       : nothing}
-    ${channelSection(screen, project)}
+    ${channelSection(screen, project)} ${objectsSection(screen, project)}
     <div class="jt-block">
       <h4>Modules</h4>
       <ol

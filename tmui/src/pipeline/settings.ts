@@ -25,7 +25,7 @@ function pipedInput(screen: PipelineScreen, project: JtProject, index: number, m
   >
     ${known ? nothing : html`<option value=${h.key ?? ""} selected>${h.key ? `${h.key} (not available)` : "— choose —"}</option>`}
     ${choices.map(
-      (c) => html`<option value=${c.key} ?selected=${c.key === h.key}>${c.key}${c.module ? "" : " (channel)"}</option>`,
+      (c) => html`<option value=${c.key} ?selected=${c.key === h.key}>${c.key}${c.input ? ` (${c.input === "channel" ? "channel" : "input objects"})` : ""}</option>`,
     )}
   </select>`;
 }

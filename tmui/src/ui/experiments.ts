@@ -174,9 +174,11 @@ export class ExperimentsScreen {
       ${this.experiments === null
         ? html`<p class="muted">Loading…</p>`
         : shown.length === 0
-          ? html`<p class="muted">
-              ${this.experiments.length ? "No experiment matches the filter." : "No experiments yet."}
-            </p>`
+          ? this.experiments.length
+            ? html`<p class="muted">No experiment matches the filter.</p>`
+            : html`<p class="muted" data-testid="no-experiments">
+                No experiments yet. Make one with <b>+ New experiment</b>, then upload its images.
+              </p>`
           : html`<table class="list" data-testid="experiment-list">
               <thead>
                 <tr><th>Name</th><th>Description</th><th>Owner</th><th></th></tr>

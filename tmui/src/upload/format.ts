@@ -35,10 +35,14 @@ export function statusBadge(status: string, files?: number): TemplateResult {
   >`;
 }
 
-/** A bar of `fraction` (0..1). */
+/**
+ * A bar of `fraction` (0..1). Drawn without the stylesheet's width transition: the upload page
+ * redraws its bars every 150 ms, and animating the widths kept the browser laying out and
+ * compositing every frame during an upload, CPU that the upload itself needs.
+ */
 export function progressBar(fraction: number, state = ""): TemplateResult {
   const percent = Math.max(0, Math.min(100, fraction * 100));
   return html`<div class="progress ${state}" role="progressbar" aria-valuenow=${Math.round(percent)}>
-    <div style="width: ${percent.toFixed(1)}%"></div>
+    <div style="width: ${percent.toFixed(1)}%; transition: none"></div>
   </div>`;
 }

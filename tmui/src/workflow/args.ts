@@ -1,9 +1,10 @@
-// The typed inputs of a step's arguments: checkbox, number, text or choice, with help and default.
+// The typed inputs of a step's arguments (by the type the server declares): checkbox, bounded
+// number, text or choice, with help, default and range.
 
 import { html, nothing, type TemplateResult } from "lit-html";
 import { live } from "lit-html/directives/live.js";
 import type { WorkflowArgument } from "../api/types";
-import { argumentKind, isMissing, shownValue } from "./model";
+import { argumentKind, isMissing, rangeText, shownValue } from "./model";
 
 export interface ArgumentField {
   /** the argument, its `value` being the last valid one */
@@ -13,12 +14,15 @@ export interface ArgumentField {
   error: string | undefined;
   /** locked while the workflow runs */
   locked: boolean;
-  onInput: (raw: string | boolean) => void;
+  /** `badInput`: a number field holds text the browser cannot read as a number */
+  onInput: (raw: string | boolean, badInput: boolean) => void;
 }
 
+/** "default: 2500; between 1 and 1048576": what the field takes unless the user types. */
 function defaultText(arg: WorkflowArgument): string {
-  if (arg.default === null || arg.default === undefined) return "no default";
-  return `default: ${shownValue(arg.default)}`;
+  const shown = arg.default === null || arg.default === undefined ? "no default" : `default: ${shownValue(arg.default)}`;
+  const range = arg.type === "integer" || arg.type === "number" ? rangeText(arg) : "";
+  return range ? `${shown}; ${range}` : shown;
 }
 
 function widget(field: ArgumentField, id: string): TemplateResult {
@@ -28,7 +32,7 @@ function widget(field: ArgumentField, id: string): TemplateResult {
   const text = field.raw ?? shownValue(arg.value);
   const input = (event: Event) => {
     const target = event.target as HTMLInputElement;
-    field.onInput(target.type === "checkbox" ? target.checked : target.value);
+    field.onInput(target.type === "checkbox" ? target.checked : target.value, target.validity.badInput);
   };
   if (kind === "checkbox") {
     return html`<input
@@ -47,11 +51,17 @@ function widget(field: ArgumentField, id: string): TemplateResult {
       ${(arg.choices ?? []).map((c) => html`<option value=${c} ?selected=${c === value}>${c}</option>`)}
     </select>`;
   }
+  // numbers get the browser's number field, bounded like the server; the page still checks
+  // what is typed
+  const number = kind === "number";
   return html`<input
     id=${id}
-    type="text"
-    inputmode=${kind === "number" ? "decimal" : "text"}
-    data-kind=${kind}
+    type=${number ? "number" : "text"}
+    data-kind=${number ? "number" : "text"}
+    data-type=${number ? arg.type : nothing}
+    min=${number ? (arg.minimum ?? nothing) : nothing}
+    max=${number ? (arg.maximum ?? nothing) : nothing}
+    step=${number ? (arg.type === "integer" ? "1" : "any") : nothing}
     class=${field.error ? "invalid" : ""}
     aria-invalid=${field.error ? "true" : "false"}
     placeholder=${arg.default === null || arg.default === undefined ? "" : shownValue(arg.default)}
@@ -71,6 +81,7 @@ export function argumentRow(field: ArgumentField, scope: string): TemplateResult
     data-testid="argument"
     data-name=${arg.name}
     data-kind=${argumentKind(arg)}
+    data-type=${arg.type}
   >
     <label for=${id} class="wf-arg-name">
       ${arg.name}

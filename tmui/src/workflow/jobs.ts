@@ -4,12 +4,12 @@
 // Only the rows in view (and a few around them) are in the DOM: a fixed-height scroller holds a
 // spacer as tall as all rows, and the rows in view are placed at their offset. Pages of jobs are
 // fetched with the route's `index` and `batch_size` as the view reaches them, so 10,000 jobs cost
-// a few requests and a few dozen rows. A state filter needs every job (the route has no state
-// parameter): the table then reads all pages once and scrolls over the matching ones.
+// a few requests and a few dozen rows. The state filter is the route's `state`: the server pages
+// through the matching jobs and counts them, so a filter costs no more than the full list.
 
 import { html, nothing, type TemplateResult } from "lit-html";
 import { ApiError, type Api } from "../api/client";
-import type { WorkflowJobLog, WorkflowStatus } from "../api/types";
+import type { WorkflowJobFilter, WorkflowJobLog, WorkflowStatus } from "../api/types";
 import { errorLine, modal } from "../ui/dialog";
 import { formatMemory, formatSeconds } from "./model";
 
@@ -22,27 +22,23 @@ const OVERSCAN = 8;
 /** jobs per request while scrolling, and rows fetched ahead of the view (the original's buffer) */
 const PAGE = 50;
 const AHEAD = 50;
-/** jobs per request while reading all of them for a filter */
-const SCAN_PAGE = 1000;
+/** ms the view rests after a jump before its pages are fetched: a fling asks only where it stops */
+const REST_MS = 100;
 
-export const FILTERS: [string, string][] = [
+/** The filter's values (the route's `state`, "" for all) and their labels. */
+export const FILTERS: [WorkflowJobFilter | "", string][] = [
   ["", "all states"],
-  ["ok", "done"],
-  ["failed", "failed"],
+  ["SUCCEEDED", "done"],
+  ["FAILED", "failed"],
   ["RUNNING", "running"],
   ["SUBMITTED", "submitted"],
   ["NEW", "new"],
+  ["TERMINATED", "ended (done or failed)"],
 ];
 
+/** The server's rule (FAILED): ended with an exit code other than 0. */
 export function jobFailed(job: WorkflowStatus): boolean {
   return job.state === "TERMINATED" && job.exitcode !== null && job.exitcode !== 0;
-}
-
-function matches(job: WorkflowStatus, filter: string): boolean {
-  if (filter === "") return true;
-  if (filter === "failed") return jobFailed(job);
-  if (filter === "ok") return job.state === "TERMINATED" && !jobFailed(job);
-  return job.state === filter;
 }
 
 interface Page {
@@ -58,17 +54,21 @@ interface LogView {
 
 export class JobsTable {
   private pages = new Map<number, Page>();
-  private loading = new Set<number>();
+  /** pages in flight, with the generation they ask for */
+  private loading = new Map<number, number>();
   /** bumped when the jobs may have changed: pages of older generations are fetched again */
   private generation = 0;
-  private total = 0;
+  /** bumped when the filter or the submission changes: answers of older epochs are dropped */
+  private epoch = 0;
+  /** jobs of the step (from its status node) */
+  private stepTotal = 0;
+  /** jobs that pass the filter (the server counts them); null until the first answer */
+  private total: number | null = 0;
   private signature = "";
   private scrollTop = 0;
   private frame = 0;
-  private filter = "";
-  private matching: WorkflowStatus[] | null = null;
-  private scanning = false;
-  private lastScan = 0;
+  private fetchTimer = 0;
+  private filter: WorkflowJobFilter | "" = "";
   private error = "";
   private log: LogView | null = null;
   private disposed = false;
@@ -83,6 +83,7 @@ export class JobsTable {
   dispose(): void {
     this.disposed = true;
     cancelAnimationFrame(this.frame);
+    window.clearTimeout(this.fetchTimer);
   }
 
   /** The step's node of a new status: its job count; `live` while jobs still change. */
@@ -91,100 +92,101 @@ export class JobsTable {
     const live = step ? step.state !== "TERMINATED" || step.live : false;
     // what changes when any of its jobs changes state
     const signature = step ? `${step.state}/${step.done}/${step.failed}/${total}` : "";
-    if (newSubmission) {
-      this.pages.clear();
-      this.matching = null;
-    }
+    if (newSubmission) this.restart();
     if (newSubmission || live || signature !== this.signature) {
       this.signature = signature;
       this.generation += 1;
-      this.total = total;
-      if (this.filter && (!live || Date.now() - this.lastScan > 5000)) void this.scan();
+      this.stepTotal = total;
+      // unfiltered, the status's count is the fresh one; a filter's count comes with its pages
+      if (!this.filter) this.total = total;
       this.fetchVisible();
     } else if (this.pages.size === 0) {
       this.fetchVisible();
     }
   }
 
-  private get count(): number {
-    return this.matching ? this.matching.length : this.total;
+  /** Forget every page (a new filter or submission); answers in flight are dropped. */
+  private restart(): void {
+    this.epoch += 1;
+    this.pages.clear();
+    this.loading.clear();
   }
 
   private job(index: number): WorkflowStatus | undefined {
-    if (this.matching) return this.matching[index];
     return this.pages.get(Math.floor(index / PAGE))?.jobs[index % PAGE];
   }
 
+  /** The rows [first, last) to draw or fetch around the view, `margin` rows on each side. */
+  private window(margin: number): [number, number] {
+    const count = this.total ?? PAGE; // unknown: ask for the first page, which says
+    const first = Math.max(0, Math.floor(this.scrollTop / ROW_HEIGHT) - margin);
+    const last = Math.min(count, Math.ceil((this.scrollTop + VIEW_HEIGHT) / ROW_HEIGHT) + margin);
+    return [first, last];
+  }
+
   private fetchVisible(): void {
-    if (this.filter || this.total === 0) return;
-    const first = Math.max(0, Math.floor(this.scrollTop / ROW_HEIGHT) - AHEAD);
-    const last = Math.min(this.total, Math.ceil((this.scrollTop + VIEW_HEIGHT) / ROW_HEIGHT) + AHEAD);
+    const [first, last] = this.window(AHEAD);
     for (let page = Math.floor(first / PAGE); page * PAGE < last; page++) {
       const have = this.pages.get(page);
-      if ((have && have.generation === this.generation) || this.loading.has(page)) continue;
+      if (have && have.generation === this.generation) continue;
+      if (this.loading.get(page) === this.generation) continue;
       void this.fetchPage(page);
     }
   }
 
   private async fetchPage(page: number): Promise<void> {
-    const generation = this.generation;
-    this.loading.add(page);
+    const { generation, epoch, filter } = this;
+    this.loading.set(page, generation);
     try {
-      const jobs = await this.api.workflowJobs(this.experimentId, this.stepName, page * PAGE, PAGE);
-      this.pages.set(page, { generation, jobs });
+      const answer = await this.api.workflowJobs(
+        this.experimentId,
+        this.stepName,
+        page * PAGE,
+        PAGE,
+        filter || undefined,
+      );
+      if (epoch !== this.epoch) return; // another filter or submission by now
+      this.pages.set(page, { generation, jobs: answer.data });
+      this.total = answer.total;
       this.error = "";
     } catch (err) {
+      if (epoch !== this.epoch) return;
+      // not retried at once: the next status poll or scroll asks again
       this.error = err instanceof Error ? err.message : String(err);
+      if (!this.disposed) this.changed();
+      return;
     } finally {
-      this.loading.delete(page);
+      if (epoch === this.epoch && this.loading.get(page) === generation) this.loading.delete(page);
     }
     if (this.disposed) return;
     this.changed();
-    // a newer generation arrived while this one was in flight
-    if (generation !== this.generation) this.fetchVisible();
+    // a newer generation arrived while this one was in flight, or the count grew into view
+    this.fetchVisible();
   }
 
-  /** Read every job (for a filter) and keep those that match. */
-  private async scan(): Promise<void> {
-    if (this.scanning) return;
-    this.scanning = true;
-    this.lastScan = Date.now();
-    this.changed();
-    const all: WorkflowStatus[] = [];
-    try {
-      for (let index = 0; ; index += SCAN_PAGE) {
-        const jobs = await this.api.workflowJobs(this.experimentId, this.stepName, index, SCAN_PAGE);
-        all.push(...jobs);
-        if (jobs.length < SCAN_PAGE || this.disposed) break;
-      }
-      this.matching = all.filter((job) => matches(job, this.filter));
-      this.error = "";
-    } catch (err) {
-      this.error = err instanceof Error ? err.message : String(err);
-    } finally {
-      this.scanning = false;
-    }
-    if (!this.disposed) this.changed();
-  }
-
-  private setFilter(filter: string): void {
+  private setFilter(filter: WorkflowJobFilter | ""): void {
     this.filter = filter;
-    this.matching = null;
+    this.restart();
+    this.total = filter ? null : this.stepTotal;
     this.scrollTop = 0;
     const scroller = document.querySelector<HTMLElement>(`[data-testid=jobs-scroller][data-step="${this.stepName}"]`);
     if (scroller) scroller.scrollTop = 0;
-    if (filter) void this.scan();
-    else this.fetchVisible();
+    this.fetchVisible();
     this.changed();
   }
 
   private onScroll = (event: Event): void => {
-    this.scrollTop = (event.target as HTMLElement).scrollTop;
+    const top = (event.target as HTMLElement).scrollTop;
+    const jumped = Math.abs(top - this.scrollTop) > VIEW_HEIGHT;
+    this.scrollTop = top;
+    // draw the rows of the new place at the next frame (placeholders where pages are missing)
     cancelAnimationFrame(this.frame);
-    this.frame = requestAnimationFrame(() => {
-      this.fetchVisible();
-      this.changed();
-    });
+    this.frame = requestAnimationFrame(() => this.changed());
+    // reading along: fetch ahead now; a jump of more than a view (a fling, a drag of the
+    // scroll bar) passes pages nobody reads: fetch where it comes to rest
+    window.clearTimeout(this.fetchTimer);
+    if (!jumped) this.fetchVisible();
+    this.fetchTimer = window.setTimeout(() => this.fetchVisible(), REST_MS);
   };
 
   private async openLog(job: WorkflowStatus): Promise<void> {
@@ -205,27 +207,26 @@ export class JobsTable {
   };
 
   template(): TemplateResult {
-    const count = this.count;
-    const first = Math.max(0, Math.floor(this.scrollTop / ROW_HEIGHT) - OVERSCAN);
-    const last = Math.min(count, Math.ceil((this.scrollTop + VIEW_HEIGHT) / ROW_HEIGHT) + OVERSCAN);
+    const count = this.total ?? 0;
+    const [first, last] = this.window(OVERSCAN);
     const rows: TemplateResult[] = [];
     for (let index = first; index < last; index++) rows.push(this.row(index));
     return html`<section class="wf-jobs" data-testid="jobs" data-step=${this.stepName}>
       <div class="row wf-jobs-head">
         <h3>Jobs</h3>
-        <span class="muted" data-testid="jobs-count"
+        <span class="muted" data-testid="jobs-count" data-total=${this.total ?? ""}
           >${this.filter
-            ? this.scanning && !this.matching
-              ? "reading all jobs…"
-              : `${count} of ${this.total}`
-            : `${this.total}`}
+            ? this.total === null
+              ? "counting…"
+              : `${this.total} of ${this.stepTotal}`
+            : `${count}`}
           jobs</span
         >
         <label
           >State
           <select
             data-testid="jobs-filter"
-            @change=${(e: Event) => this.setFilter((e.target as HTMLSelectElement).value)}
+            @change=${(e: Event) => this.setFilter((e.target as HTMLSelectElement).value as WorkflowJobFilter | "")}
           >
             ${FILTERS.map(([value, text]) => html`<option value=${value} ?selected=${value === this.filter}>${text}</option>`)}
           </select></label
@@ -244,7 +245,7 @@ export class JobsTable {
         @scroll=${this.onScroll}
       >
         <div class="wf-jobs-spacer" style="height: ${count * ROW_HEIGHT}px">${rows}</div>
-        ${count === 0
+        ${this.total === 0
           ? html`<p class="muted wf-jobs-empty">${this.filter ? "No job in this state." : "No jobs yet."}</p>`
           : nothing}
       </div>

@@ -4,6 +4,7 @@
 import type {
   WorkflowArgument,
   WorkflowDescription,
+  WorkflowStageDescription,
   WorkflowStatus,
   WorkflowStepDescription,
 } from "../api/types";
@@ -19,18 +20,22 @@ export type ArgumentGroup = (typeof ARGUMENT_GROUPS)[number][0];
 
 export type ArgumentKind = "checkbox" | "number" | "text" | "choice";
 
-/**
- * The widget of an argument. The description names no types, so the kind follows what it
- * does send: its choices, else the JSON type of its default or value (a number or a boolean).
- * Arguments without either (a default of null) get a text field; the server checks the type
- * when the description is saved.
- */
+/** The widget of an argument, by the type the server declares (its choices first). */
 export function argumentKind(arg: WorkflowArgument): ArgumentKind {
+  if (arg.type === "boolean") return "checkbox";
   if (arg.choices && arg.choices.length > 0) return "choice";
-  const sample = arg.default ?? arg.value;
-  if (typeof sample === "boolean") return "checkbox";
-  if (typeof sample === "number") return "number";
+  if (arg.type === "integer" || arg.type === "number") return "number";
   return "text";
+}
+
+/** The range of a number argument as the server's messages word it ("" when unbounded). */
+export function rangeText(arg: WorkflowArgument): string {
+  const low = arg.minimum ?? null;
+  const high = arg.maximum ?? null;
+  if (low !== null && high !== null) return `between ${low} and ${high}`;
+  if (low !== null) return `>= ${low}`;
+  if (high !== null) return `<= ${high}`;
+  return "";
 }
 
 /** The text an input shows for a value (null: empty). */
@@ -41,29 +46,63 @@ export function shownValue(value: unknown): string {
 
 export type Parsed = { ok: true; value: unknown } | { ok: false; error: string };
 
-/** Check what was typed into an argument's field; its value, or why it is refused. */
-export function parseArgument(arg: WorkflowArgument, raw: string | boolean): Parsed {
-  const kind = argumentKind(arg);
-  if (kind === "checkbox") return { ok: true, value: Boolean(raw) };
+// a number only: Number() alone would also take "0x10", "" and "Infinity"
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+function parseNumber(arg: WorkflowArgument, text: string): Parsed {
+  const integer = arg.type === "integer";
+  const value = DECIMAL.test(text) ? Number(text) : NaN;
+  // an integer may be written 2000.0 or 2e3 (it is sent as the number 2000), never 2.5
+  if (!Number.isFinite(value) || (integer && !Number.isSafeInteger(value))) {
+    return { ok: false, error: `${arg.name} must be ${integer ? "an integer" : "a number"}, got "${text}".` };
+  }
+  const low = arg.minimum ?? null;
+  const high = arg.maximum ?? null;
+  if ((low !== null && value < low) || (high !== null && value > high)) {
+    return { ok: false, error: `${arg.name} must be ${rangeText(arg)}, got ${text}.` };
+  }
+  return { ok: true, value };
+}
+
+/**
+ * Check what was typed into an argument's field (`badInput`: the browser's number field holds
+ * text it cannot read); its value of the argument's type, or why it is refused.
+ */
+export function parseArgument(arg: WorkflowArgument, raw: string | boolean, badInput = false): Parsed {
+  if (arg.type === "boolean") {
+    if (typeof raw === "boolean") return { ok: true, value: raw };
+    return { ok: false, error: `${arg.name} must be true or false.` };
+  }
   const text = String(raw).trim();
+  if (badInput) {
+    return { ok: false, error: `${arg.name} must be ${arg.type === "integer" ? "an integer" : "a number"}.` };
+  }
   if (text === "") {
     return arg.required
       ? { ok: false, error: `${arg.name} is required.` }
       : { ok: true, value: null };
   }
-  if (kind === "number") {
-    // a number only: Number("") and Number(" 1e3 ") are valid in JS, "12abc" and "0x10" are not
-    if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) {
-      return { ok: false, error: `${arg.name} must be a number, got "${text}".` };
-    }
-    const value = Number(text);
-    if (!Number.isFinite(value)) return { ok: false, error: `${arg.name} must be a finite number.` };
-    return { ok: true, value };
-  }
-  if (kind === "choice" && arg.choices && !arg.choices.includes(text)) {
+  if (arg.choices && arg.choices.length > 0 && !arg.choices.includes(text)) {
     return { ok: false, error: `${arg.name} must be one of ${arg.choices.join(", ")}.` };
   }
+  if (arg.type === "integer" || arg.type === "number") return parseNumber(arg, text);
   return { ok: true, value: text };
+}
+
+/** Why an argument's current value is not one of its type and range, or "" (no value: ""). */
+export function valueError(arg: WorkflowArgument): string {
+  const value = arg.value;
+  if (value === null || value === undefined) return "";
+  if (arg.type === "boolean") return typeof value === "boolean" ? "" : `${arg.name} must be true or false.`;
+  if (arg.type === "string") {
+    if (typeof value !== "string") return `${arg.name} must be a text.`;
+    return arg.choices && arg.choices.length > 0 && !arg.choices.includes(value)
+      ? `${arg.name} must be one of ${arg.choices.join(", ")}.`
+      : "";
+  }
+  if (typeof value !== "number") return `${arg.name} must be a number.`;
+  const parsed = parseNumber(arg, String(value));
+  return parsed.ok ? "" : parsed.error;
 }
 
 /** Whether a required argument has no value. */
@@ -77,6 +116,11 @@ export function stepArguments(step: WorkflowStepDescription): WorkflowArgument[]
 
 export function stepMissing(step: WorkflowStepDescription): boolean {
   return step.active && stepArguments(step).some(isMissing);
+}
+
+/** Whether an active stage has an active step that misses a required argument. */
+export function stageMissing(stage: WorkflowStageDescription): boolean {
+  return stage.active && stage.steps.some(stepMissing);
 }
 
 /** The description as the server stores it: names and values only. */

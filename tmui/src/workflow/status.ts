@@ -1,6 +1,7 @@
 // State icons, progress bars and the stage and step tabs of the workflow manager.
 
 import { html, nothing, svg, type SVGTemplateResult, type TemplateResult } from "lit-html";
+import { live } from "lit-html/directives/live.js";
 import type { WorkflowStatus } from "../api/types";
 import { gearIcon } from "../ui/icons";
 import { label, type NodeState } from "./model";
@@ -66,29 +67,55 @@ export function progressBar(node: WorkflowStatus | undefined, testId: string): T
 export interface Tab {
   name: string;
   state: NodeState;
+  /** switched on: run with the workflow (inactive tabs are greyed) */
+  active: boolean;
 }
 
-/** A row of tabs (stages or steps) with their state icons. */
+/** The on/off switch of a tab (the original's checkbox per stage and step). */
+export interface TabSwitch {
+  /** off while the workflow runs: a running workflow keeps its description */
+  locked: boolean;
+  toggle: (name: string, active: boolean) => void;
+}
+
+/** A row of tabs (stages or steps) with their state icons and on/off checkboxes. */
 export function tabs(
   kind: "stage" | "step",
   items: Tab[],
-  active: string,
+  selected: string,
   select: (name: string) => void,
+  onOff: TabSwitch,
 ): TemplateResult {
   return html`<div class="wf-tabs wf-${kind}-tabs" role="tablist">
     ${items.map(
       (item) =>
-        html`<button
-          role="tab"
-          class="wf-tab ${item.name === active ? "active" : ""}"
-          aria-selected=${item.name === active ? "true" : "false"}
-          data-testid="${kind}-tab"
-          data-name=${item.name}
-          data-state=${item.state}
-          @click=${() => select(item.name)}
-        >
-          ${stateIcon(item.state)} ${label(item.name)}
-        </button>`,
+        // the checkbox sits beside the tab button: a control inside a button is not allowed
+        html`<span class="wf-tab-item ${item.active ? "" : "inactive"} ${item.name === selected ? "active" : ""}">
+          <input
+            type="checkbox"
+            class="wf-tab-switch"
+            data-testid="${kind}-active"
+            data-name=${item.name}
+            aria-label="run ${kind} ${label(item.name)}"
+            title=${onOff.locked
+              ? "The workflow is running: its stages and steps cannot be switched now"
+              : `Run this ${kind} with the workflow`}
+            .checked=${live(item.active)}
+            ?disabled=${onOff.locked}
+            @change=${(event: Event) => onOff.toggle(item.name, (event.target as HTMLInputElement).checked)}
+          /><button
+            role="tab"
+            class="wf-tab ${item.name === selected ? "active" : ""} ${item.active ? "" : "inactive"}"
+            aria-selected=${item.name === selected ? "true" : "false"}
+            data-testid="${kind}-tab"
+            data-name=${item.name}
+            data-state=${item.state}
+            data-active=${item.active ? "true" : "false"}
+            @click=${() => select(item.name)}
+          >
+            ${stateIcon(item.state)} ${label(item.name)}
+          </button></span
+        >`,
     )}
   </div>`;
 }

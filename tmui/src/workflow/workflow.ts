@@ -26,7 +26,10 @@ import {
   nodeState,
   parseArgument,
   resumeStage,
+  stageMissing,
+  stepArguments,
   stepMissing,
+  valueError,
   type ArgumentGroup,
 } from "./model";
 import { progressBar, stateIcon, tabs } from "./status";
@@ -171,11 +174,22 @@ export class WorkflowScreen {
     return this.description !== null && JSON.stringify(descriptionToSave(this.description)) !== this.saved;
   }
 
-  private edit(step: WorkflowStepDescription, group: ArgumentGroup, name: string, raw: string | boolean): void {
+  /** Whether the last submission still runs: its stages, steps and arguments are locked then. */
+  private get locked(): boolean {
+    return buttons(this.status?.state ?? null, true).kill;
+  }
+
+  private edit(
+    step: WorkflowStepDescription,
+    group: ArgumentGroup,
+    name: string,
+    raw: string | boolean,
+    badInput: boolean,
+  ): void {
     const arg = step[group]?.find((a) => a.name === name);
-    if (!arg) return;
+    if (!arg || this.locked) return;
     const key = `${step.name}/${group}/${name}`;
-    const parsed = parseArgument(arg, raw);
+    const parsed = parseArgument(arg, raw, badInput);
     if (parsed.ok) {
       arg.value = parsed.value;
       this.raw.delete(key);
@@ -188,12 +202,33 @@ export class WorkflowScreen {
     this.changed();
   }
 
+  /** Switch a stage (`step` undefined) or a step on or off; stored with Save. */
+  private setActive(stage: string, step: string | undefined, active: boolean): void {
+    if (this.locked) return;
+    const target = this.description?.stages.find((s) => s.name === stage);
+    const node = step === undefined ? target : target?.steps.find((s) => s.name === step);
+    if (!node) return;
+    node.active = active;
+    this.notice = "";
+    this.changed();
+  }
+
   /** Why the description cannot be sent, or "" (refused entries stay in the page). */
   private refusal(): string {
-    if (this.errors.size === 0) return "";
-    const [first] = this.errors.keys();
-    const [step, , name] = first.split("/");
-    return `Fix the marked argument${this.errors.size > 1 ? "s" : ""} first (${step}: ${name}).`;
+    if (this.errors.size > 0) {
+      const [first] = this.errors.keys();
+      const [step, , name] = first.split("/");
+      return `Fix the marked argument${this.errors.size > 1 ? "s" : ""} first (${step}: ${name}).`;
+    }
+    // values are checked as they are typed; this also catches one of a wrong type or range
+    // that came some other way (an older description), before the server refuses it
+    for (const stage of this.description?.stages ?? []) {
+      for (const step of stage.steps) {
+        const wrong = stepArguments(step).map(valueError).find((error) => error !== "");
+        if (wrong) return `Fix ${step.name}'s arguments first: ${wrong}`;
+      }
+    }
+    return "";
   }
 
   private async save(): Promise<void> {
@@ -362,10 +397,12 @@ export class WorkflowScreen {
         "stage",
         description.stages.map((s) => ({
           name: s.name,
-          state: nodeState(this.stageNode(s.name), s.steps.some(stepMissing)),
+          state: nodeState(this.stageNode(s.name), stageMissing(s)),
+          active: s.active,
         })),
         stage?.name ?? "",
         (name) => this.select(name),
+        { locked: this.locked, toggle: (name, on) => this.setActive(name, undefined, on) },
       )}
       ${stage ? this.stageView(stage) : html`<p class="muted">This workflow has no stages.</p>`}`;
   }
@@ -452,11 +489,21 @@ export class WorkflowScreen {
       </div>
       ${progressBar(node, "stage-progress")}
       ${stage.name === ANALYSIS_STAGE ? this.pipelinePanel(node) : nothing}
+      ${stage.active
+        ? nothing
+        : html`<p class="wf-inactive-note" data-testid="stage-inactive">
+            This stage is switched off: Submit skips it (tick its tab to switch it on).
+          </p>`}
       ${tabs(
         "step",
-        stage.steps.map((s) => ({ name: s.name, state: nodeState(this.stepNode(s.name), stepMissing(s)) })),
+        stage.steps.map((s) => ({
+          name: s.name,
+          state: nodeState(this.stepNode(s.name), stage.active && stepMissing(s)),
+          active: s.active,
+        })),
         step?.name ?? "",
         (name) => this.select(stage.name, name),
+        { locked: this.locked, toggle: (name, on) => this.setActive(stage.name, name, on) },
       )}
       ${step ? this.stepView(step) : nothing}
     </section>`;
@@ -493,6 +540,11 @@ export class WorkflowScreen {
         ${stateIcon(nodeState(node, stepMissing(step)))}
       </div>
       ${step.help ? html`<p class="hint">${step.help}</p>` : nothing}
+      ${step.active
+        ? nothing
+        : html`<p class="wf-inactive-note" data-testid="step-inactive">
+            This step is switched off: it does not run with its stage.
+          </p>`}
       ${progressBar(node, "step-progress")}
       <div class="wf-panels">
         ${ARGUMENT_GROUPS.map(([group, title]) => {
@@ -509,8 +561,8 @@ export class WorkflowScreen {
                   arg,
                   raw: this.raw.get(key),
                   error: this.errors.get(key),
-                  locked: false,
-                  onInput: (raw) => this.edit(step, group, arg.name, raw),
+                  locked: this.locked,
+                  onInput: (raw, badInput) => this.edit(step, group, arg.name, raw, badInput),
                 },
                 `${step.name}-${group}`,
               );
