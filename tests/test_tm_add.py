@@ -503,6 +503,8 @@ def no_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TMAPS_HOME", str(home))
     monkeypatch.setenv("TMAPS_CONFIG_FILE", str(tmp_path / "none.cfg"))
     monkeypatch.delenv("TMAPS_STORAGE_HOME", raising=False)
+    # nothing will listen: no waiting for it (tests/test_connections.py tests the retries)
+    monkeypatch.setenv("TMAPS_DB_CONNECT_RETRIES", "0")
     yield home
     tm.utils.dispose_engines()
 

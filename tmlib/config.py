@@ -31,6 +31,13 @@ max_submissions_   ``TMAPS_MAX_SUBMISSIONS_``    ``2`` (background submissions o
 per_experiment     ``PER_EXPERIMENT``            experiment running at once; ``0``: no limit)
 group              ``TMAPS_GROUP``               none: data files are readable by their owner
                                                  only (a group name: by that group too)
+db_connect_        ``TMAPS_DB_CONNECT_RETRIES``  ``10`` (connection attempts after a refused one:
+retries                                          the server full, starting or not listening)
+db_connect_        ``TMAPS_DB_CONNECT_TIMEOUT``  ``120`` (the most seconds spent connecting,
+timeout                                          attempts and back-off waits together)
+db_pool            ``TMAPS_DB_POOL``             ``auto``: jobs keep no connection between their
+                                                 sessions, other processes a small pool;
+                                                 ``pool``: every process a pool; ``none``: none
 config file        ``TMAPS_CONFIG_FILE``         ``~/.tmaps/tissuemaps.cfg``
 =================  ============================  ========================================
 """
@@ -68,7 +75,13 @@ ENV_VARS = {
     "max_submissions_per_user": "TMAPS_MAX_SUBMISSIONS_PER_USER",
     "max_submissions_per_experiment": "TMAPS_MAX_SUBMISSIONS_PER_EXPERIMENT",
     "group": "TMAPS_GROUP",
+    "db_connect_retries": "TMAPS_DB_CONNECT_RETRIES",
+    "db_connect_timeout": "TMAPS_DB_CONNECT_TIMEOUT",
+    "db_pool": "TMAPS_DB_POOL",
 }
+
+#: values of TMAPS_DB_POOL (see :mod:`tmlib.models.connect`)
+DB_POOL_MODES = ("auto", "pool", "none")
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,14 @@ class Settings:
         A group that shares the data: files are created group-readable and
         -writable for it and the data directories belong to it. None: files
         are for their owner only (:mod:`tmlib.permissions`).
+    db_connect_retries : int
+        Connection attempts after one that the database refused for a reason
+        that passes (full, starting up, not listening), with back-off.
+    db_connect_timeout : int
+        The most seconds spent connecting, all attempts and waits together.
+    db_pool : str
+        ``auto``, ``pool`` or ``none``: which processes keep idle connections
+        (:mod:`tmlib.models.connect`).
     """
 
     home: Path
@@ -141,6 +162,9 @@ class Settings:
     max_submissions_per_user: int = 4
     max_submissions_per_experiment: int = 2
     group: str | None = None
+    db_connect_retries: int = 10
+    db_connect_timeout: int = 120
+    db_pool: str = "auto"
 
     @property
     def is_sqlite(self) -> bool:
@@ -242,7 +266,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             raise ConfigError(
                 f"TMAPS_SLURM_MAX_RUNNING must be a positive integer, got {raw_max!r}"
             )
+    db_pool = (lookup("db_pool") or "auto").strip().lower()
+    if db_pool not in DB_POOL_MODES:
+        raise ConfigError(
+            f"TMAPS_DB_POOL must be one of {', '.join(DB_POOL_MODES)}, got {db_pool!r}"
+        )
     return Settings(
+        db_connect_retries=_count(lookup("db_connect_retries"), "TMAPS_DB_CONNECT_RETRIES", 10, 0),
+        db_connect_timeout=_count(lookup("db_connect_timeout"), "TMAPS_DB_CONNECT_TIMEOUT", 120, 1),
+        db_pool=db_pool,
         slurm_partition=lookup("slurm_partition"),
         slurm_account=lookup("slurm_account"),
         slurm_qos=lookup("slurm_qos"),

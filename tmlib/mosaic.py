@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 import tmlib.models as tm
 from tmlib.errors import InvalidInputError
@@ -235,7 +235,14 @@ def experiment_mosaic(session: Session, aligned: bool = False) -> Mosaic:
     experiment = session.scalars(sa.select(tm.Experiment)).one()
     plates = []
     site_size = None
-    for plate in session.scalars(sa.select(tm.Plate).order_by(tm.Plate.id)):
+    # wells and sites in two more queries, not one per plate and well: every job
+    # reads the layout, and holds its connection while it does
+    plates_query = (
+        sa.select(tm.Plate)
+        .order_by(tm.Plate.id)
+        .options(selectinload(tm.Plate.wells).selectinload(tm.Well.sites))
+    )
+    for plate in session.scalars(plates_query):
         wells = []
         for well in sorted(plate.wells, key=lambda w: w.id):
             site_specs = []

@@ -12,11 +12,21 @@ One code path for both databases:
 Tables are created with the main database or the experiment, at the newest
 schema revision (:mod:`tmlib.migrations`); an engine checks the revision on
 its first use in a process.
+
+Connections (:mod:`tmlib.models.connect`): a PostgreSQL engine retries a
+refused connection with back-off (``TMAPS_DB_CONNECT_RETRIES``,
+``TMAPS_DB_CONNECT_TIMEOUT``); a job (:func:`use_job_connections`) keeps no
+connection between its sessions, so it holds one only while it talks to the
+database. Nothing here sets state on a connection beyond its transaction
+(schemas are named in the SQL, locks are ``pg_advisory_xact_lock``, search
+paths ``SET LOCAL``), so every engine works behind PgBouncer in transaction
+pooling.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import threading
@@ -24,22 +34,26 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from tmlib.config import load_settings
 from tmlib.errors import DatabaseError, NotFoundError, UserError
 from tmlib.migrations import EXPERIMENT_HEAD, SchemaRevisionError, check_experiment, stamp
 from tmlib.models.base import ExperimentModel, MainModel
+from tmlib.models.connect import RetryPolicy, connect_with_retries, keeps_pool
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _ready: set[str] = set()  # main databases whose tables exist
 _experiment_engines: dict[tuple[str, int], _Cached] = {}
+_job_process = False  # set by use_job_connections
 
 
 def safe_url(url: str) -> str:
@@ -107,9 +121,7 @@ def get_engine(url: str) -> Engine:
                 if parsed.drivername == "postgresql":
                     # SQLAlchemy 2.1 would pick psycopg 3; we ship psycopg2 (COPY support).
                     parsed = parsed.set(drivername="postgresql+psycopg2")
-                engine = sa.create_engine(
-                    parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5}
-                )
+                engine = _postgresql_engine(parsed, safe_url(url))
             else:
                 raise DatabaseError(
                     f"unsupported database URL {safe_url(url)}: use sqlite:///PATH or "
@@ -121,6 +133,58 @@ def get_engine(url: str) -> Engine:
             ) from err
         _engines[url] = engine
         return engine
+
+
+def _postgresql_engine(url: URL, where: str) -> Engine:
+    """An engine that retries refused connections and pools them as configured.
+
+    `where` names the database in messages (as configured, password masked).
+
+    A pool keeps few connections (the server's threads, the workflow engine);
+    without one (jobs) each session opens its own and closes it at its end.
+    """
+    settings = load_settings()
+    policy = RetryPolicy(
+        retries=settings.db_connect_retries, timeout=float(settings.db_connect_timeout)
+    )
+    if keeps_pool(settings.db_pool, _job_process):
+        # pre-ping: a pooled connection may have died with a restart of the server
+        engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    else:
+        engine = sa.create_engine(url, poolclass=NullPool)
+    _retry_connections(engine, where, policy)
+    return engine
+
+
+def _retry_connections(engine: Engine, where: str, policy: RetryPolicy) -> None:
+    """Make every new connection of `engine` through :func:`connect_with_retries`."""
+
+    @event.listens_for(engine, "do_connect")
+    def _on_connect(dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+        # a connect_timeout in the URL bounds each attempt in place of the policy's
+        limit = float(cparams.get("connect_timeout") or policy.attempt_timeout)
+
+        def attempt(seconds: float) -> Any:
+            timeout = max(2, math.ceil(min(seconds, limit)))  # libpq's least is 2 s
+            return dialect.connect(*cargs, **{**cparams, "connect_timeout": timeout})
+
+        return connect_with_retries(attempt, where, policy)
+
+
+def use_job_connections() -> None:
+    """Make this process a job's: from now on it keeps no idle connection.
+
+    Each session then opens a connection and closes it when it ends, so a job
+    that reads its inputs, computes and writes its results holds a connection
+    only while it reads and while it writes (``TMAPS_DB_POOL=pool`` keeps a
+    pool anyway). Engines made before are dropped.
+    """
+    global _job_process
+    if _job_process:
+        return
+    _job_process = True
+    if _engines:
+        dispose_engines()
 
 
 def dispose_engines() -> None:

@@ -6,6 +6,7 @@ from tmlib.models.session import (
     dispose_engines,
     experiment_engine,
     main_engine,
+    use_job_connections,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "dispose_engines",
     "experiment_engine",
     "main_engine",
+    "use_job_connections",
 ]

@@ -63,8 +63,10 @@ def main(
     from threadpoolctl import threadpool_limits
 
     from tmlib.config import load_settings
+    from tmlib.models.session import use_job_connections
     from tmlib.tools import run_request, run_tool
 
+    use_job_connections()  # a tool job, like a step's: no idle connection while it computes
     if (submission_id is None) == (request_token is None):
         raise InvalidInputError("give either --submission-id or --request")
     # numerical libraries start a thread per core: keep to the cores the job asked for

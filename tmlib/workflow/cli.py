@@ -39,6 +39,11 @@ def job_phase(f: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         ctx = click.get_current_context()
         show_traceback = bool(os.environ.get("TMAPS_JOB")) or ctx.obj.get("verbosity", 0) >= 2
+        from tmlib.models.session import use_job_connections
+
+        # a job holds a connection only while it talks to the database: on a
+        # cluster hundreds run at once, and most of their time they compute
+        use_job_connections()
         try:
             f(*args, **kwargs)
         except Exception as err:

@@ -290,25 +290,31 @@ class Align(Step):
                 raise InvalidInputError(
                     f"image plane {unknown[0]} does not exist any more; rerun align init"
                 )
-            corrections: dict[int, Correction] = {}
+            stats: dict[int, tm.IllumstatsFile] = {}
             if batch["illumcorr"]:
                 channels = {f.channel_id for f in files.values()}
-                for item in session.scalars(
-                    sa.select(tm.IllumstatsFile)
-                    .where(tm.IllumstatsFile.channel_id.in_(channels))
-                    .options(
-                        joinedload(tm.IllumstatsFile.channel).joinedload(tm.Channel.experiment)
+                stats = {
+                    item.channel_id: item
+                    for item in session.scalars(
+                        sa.select(tm.IllumstatsFile)
+                        .where(tm.IllumstatsFile.channel_id.in_(channels))
+                        .options(
+                            joinedload(tm.IllumstatsFile.channel).joinedload(tm.Channel.experiment)
+                        )
                     )
-                ):
-                    # smoothed, as every consumer of the statistics uses them
-                    corrections[item.channel_id] = Correction.from_stats(item.get().smoothed())
-                lacking = sorted(channels - set(corrections))
+                }
+                lacking = sorted(channels - set(stats))
                 if lacking:
                     raise InvalidInputError(
                         f"channel {lacking[0]} has no illumination statistics; run corilla "
                         "first (or align without -i)"
                     )
             session.expunge_all()  # plain objects from here on: no lazy loads, no open session
+        # read and smoothed without a connection, as every consumer of the statistics uses them
+        corrections: dict[int, Correction] = {
+            channel_id: Correction.from_stats(item.get().smoothed())
+            for channel_id, item in stats.items()
+        }
 
         def prepared(file_id: int) -> np.ndarray:
             plane = files[file_id]

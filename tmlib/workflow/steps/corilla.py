@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 np = lazy_import("numpy")
 sa = lazy_import("sqlalchemy")
 tm = lazy_import("tmlib.models")
+storage = lazy_import("tmlib.storage")
 
 logger = logging.getLogger(__name__)
 
@@ -159,33 +160,37 @@ class Corilla(Step):
 
         dtype = np.dtype(batch["dtype"])
         stats = IlluminationStats.empty(shape, dtype)
-        # the session only reads (no write transaction is held while pixels are read)
+        # the database only says where the planes are: no connection is held
+        # while their pixels are read
         with tm.utils.ExperimentSession(self.experiment_id) as session:
-            planes = session.scalars(
-                sa.select(tm.ChannelImageFile)
-                .where(tm.ChannelImageFile.id.in_(ids))
-                .order_by(tm.ChannelImageFile.id)
-            ).all()
-            if len(planes) != len(ids):
-                gone = sorted(set(ids) - {p.id for p in planes})
-                raise InvalidInputError(
-                    f"image planes {gone[:5]} of channel {batch['channel_name']!r} no longer "
-                    f"exist: run 'corilla {self.experiment_id} init' again"
+            planes = [
+                (p.id, p.location)
+                for p in session.scalars(
+                    sa.select(tm.ChannelImageFile)
+                    .where(tm.ChannelImageFile.id.in_(ids))
+                    .order_by(tm.ChannelImageFile.id)
                 )
-            for plane in planes:
-                try:
-                    image = plane.get()
-                except FileNotFoundError:
-                    raise InvalidInputError(
-                        f"image plane {plane.id} has no pixels ({plane.location}): run imextract"
-                    ) from None
-                if image.shape != shape or image.dtype != dtype:
-                    raise InvalidInputError(
-                        f"image plane {plane.id} ({plane.location}) is {image.dtype} of shape "
-                        f"{image.shape}, but channel {batch['channel_name']!r} has {dtype} "
-                        f"images of shape {shape}: run metaconfig and imextract again"
-                    )
-                stats.add(image)
+            ]
+        if len(planes) != len(ids):
+            gone = sorted(set(ids) - {plane_id for plane_id, _ in planes})
+            raise InvalidInputError(
+                f"image planes {gone[:5]} of channel {batch['channel_name']!r} no longer "
+                f"exist: run 'corilla {self.experiment_id} init' again"
+            )
+        for plane_id, location in planes:
+            try:
+                image = storage.read_plane(location)
+            except FileNotFoundError:
+                raise InvalidInputError(
+                    f"image plane {plane_id} has no pixels ({location}): run imextract"
+                ) from None
+            if image.shape != shape or image.dtype != dtype:
+                raise InvalidInputError(
+                    f"image plane {plane_id} ({location}) is {image.dtype} of shape "
+                    f"{image.shape}, but channel {batch['channel_name']!r} has {dtype} "
+                    f"images of shape {shape}: run metaconfig and imextract again"
+                )
+            stats.add(image)
         stats.save(self.partial_file(batch["channel_id"], batch["part"]))
 
     # ---------------------------------------------------------------- collect

@@ -35,7 +35,6 @@ from tmlib.workflow.step import AUTO_BATCH_HELP, Step, job_slots, register_step
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from tmlib.illumination import Correction
     from tmlib.mosaic import Box, Mosaic
 
 cv2 = lazy_import("cv2")
@@ -45,6 +44,7 @@ sa = lazy_import("sqlalchemy")
 tm = lazy_import("tmlib.models")
 mosaics = lazy_import("tmlib.mosaic")
 pyramid = lazy_import("tmlib.pyramid")
+storage = lazy_import("tmlib.storage")
 
 #: largest block side in tiles: a block's canvas is (side * 256)² bytes (64 MB at 32)
 MAX_BLOCK_TILES = 32
@@ -232,6 +232,7 @@ class Illuminati(Step):
 
     def run_job(self, batch: dict[str, Any]) -> None:
         from tmlib.alignment import shift_and_crop
+        from tmlib.illumination import Correction
         from tmlib.mosaic import Box
         from tmlib.tiles import TileWriter
 
@@ -244,36 +245,39 @@ class Illuminati(Step):
         origin = (by * side * pyramid.TILE_SIZE, bx * side * pyramid.TILE_SIZE)
         canvas = np.zeros((side * pyramid.TILE_SIZE,) * 2, np.uint8)
         lower, upper = batch["window"]
+        # the database says where the planes are; pixels are read, corrected and
+        # tiled without a connection
         with tm.utils.ExperimentSession(self.experiment_id) as session:
-            correction = _correction(session, batch["channel_id"]) if batch["illumcorr"] else None
+            stats = _stats_file(session, batch["channel_id"]) if batch["illumcorr"] else None
             ids = [image[0] for image in batch["images"]]
-            files = {
-                f.id: f
+            locations = {
+                f.id: f.location
                 for f in session.scalars(
                     sa.select(tm.ChannelImageFile).where(tm.ChannelImageFile.id.in_(ids))
                 )
             }
-            for image in batch["images"]:
-                file_id, y, x, height, width = image[:5]
-                place = pyramid.overlap(origin, canvas.shape, Box(y, x, height, width))
-                if place is None:
-                    continue
-                (canvas_rows, canvas_columns), (rows, columns) = place
-                plane = files[file_id]
-                aligned = len(image) > 5  # + shift y, x and residues top, bottom, left, right
-                if correction is None:
-                    # read and map only what lands on this block; an aligned image
-                    # is the window of the plane at (top + shift y, left + shift x)
-                    # (see tmlib.alignment.shift_and_crop)
-                    dy, dx = (image[5] + image[7], image[6] + image[9]) if aligned else (0, 0)
-                    pixels = plane.get(slice(rows.start + dy, rows.stop + dy))
-                    pixels = pixels[:, columns.start + dx : columns.stop + dx]
-                else:  # the correction needs the whole plane
-                    pixels = correction(plane.get())
-                    if aligned:
-                        pixels = shift_and_crop(pixels, *image[5:])
-                    pixels = pixels[rows, columns]
-                canvas[canvas_rows, canvas_columns] = pyramid.to_display(pixels, lower, upper)
+        correction = None if stats is None else Correction.from_stats(stats.get().smoothed())
+        for image in batch["images"]:
+            file_id, y, x, height, width = image[:5]
+            place = pyramid.overlap(origin, canvas.shape, Box(y, x, height, width))
+            if place is None:
+                continue
+            (canvas_rows, canvas_columns), (rows, columns) = place
+            location = locations[file_id]
+            aligned = len(image) > 5  # + shift y, x and residues top, bottom, left, right
+            if correction is None:
+                # read and map only what lands on this block; an aligned image
+                # is the window of the plane at (top + shift y, left + shift x)
+                # (see tmlib.alignment.shift_and_crop)
+                dy, dx = (image[5] + image[7], image[6] + image[9]) if aligned else (0, 0)
+                pixels = storage.read_plane(location, slice(rows.start + dy, rows.stop + dy))
+                pixels = pixels[:, columns.start + dx : columns.stop + dx]
+            else:  # the correction needs the whole plane
+                pixels = correction(storage.read_plane(location))
+                if aligned:
+                    pixels = shift_and_crop(pixels, *image[5:])
+                pixels = pixels[rows, columns]
+            canvas[canvas_rows, canvas_columns] = pyramid.to_display(pixels, lower, upper)
         stop = max(base - int(math.log2(side)), 0)
         shard = self.shard_path(batch["layer"], (by, bx))
         with TileWriter(shard) as writer:
@@ -378,11 +382,11 @@ def _shifts(session: Session) -> dict[tuple[int, int], tuple[int, int]]:
     return {(s.site_id, s.cycle_id): (s.y, s.x) for s in session.scalars(sa.select(tm.SiteShift))}
 
 
-def _correction(session: Session, channel_id: int) -> Correction:
-    from tmlib.illumination import Correction
-
+def _stats_file(session: Session, channel_id: int) -> tm.IllumstatsFile:
+    """A channel's illumination statistics, readable after `session` closed."""
     stats_file = session.get(tm.Channel, channel_id).illumstats_file
-    return Correction.from_stats(stats_file.get().smoothed())
+    stats_file.location  # noqa: B018 - loads what the path needs while the session is open
+    return stats_file
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:

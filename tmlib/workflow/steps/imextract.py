@@ -19,6 +19,7 @@ np = lazy_import("numpy")
 sa = lazy_import("sqlalchemy")
 tm = lazy_import("tmlib.models")
 pixels = lazy_import("tmlib.pixels")
+storage = lazy_import("tmlib.storage")
 
 
 @register_step
@@ -55,6 +56,8 @@ class ImExtract(Step):
         return {"delete": args["delete"]}
 
     def run_job(self, batch: dict[str, Any]) -> None:
+        # the database says where pixels come from and go: no connection is
+        # held while they are read and written
         with tm.utils.ExperimentSession(self.experiment_id) as session:
             planes = session.scalars(
                 sa.select(tm.ChannelImageFile)
@@ -70,8 +73,9 @@ class ImExtract(Step):
                     )
                 )
             }
-            for plane in planes:
-                plane.put(self._read(plane, locations))
+            targets = [p.location for p in planes]  # loads what the paths need
+        for plane, target in zip(planes, targets, strict=True):
+            storage.write_plane(target, self._read(plane, locations))
 
     @staticmethod
     def _read(plane: tm.ChannelImageFile, locations: dict[tuple[int, str], str]) -> np.ndarray:

@@ -16,11 +16,13 @@ sets the zoom levels at which the viewer shows outlines or centroids.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import shutil
 import sys
 import traceback
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -40,6 +42,7 @@ from tmlib.workflow.steps.illuminati import STATIC_TYPES
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from tmlib.illumination import Correction
     from tmlib.jterator.pipeline import SiteResult
 
 cv2 = lazy_import("cv2")
@@ -47,6 +50,7 @@ np = lazy_import("numpy")
 sa = lazy_import("sqlalchemy")
 yaml = lazy_import("yaml")
 tm = lazy_import("tmlib.models")
+storage = lazy_import("tmlib.storage")
 
 logger = logging.getLogger(__name__)
 
@@ -157,42 +161,49 @@ class Jterator(Step):
     # ------------------------------------------------------------------- run
 
     def run_job(self, batch: dict[str, Any]) -> None:
+        """Run the pipeline on a batch of sites and save what it found.
+
+        The job talks to the database twice, each time in a short session: to
+        read what it needs of its sites, and to write its objects. It holds no
+        connection while it reads pixels and runs the pipeline, which is most
+        of its time (:func:`tmlib.models.session.use_job_connections`).
+        """
         from tmlib.jterator.pipeline import run_pipeline
-        from tmlib.jterator.saving import SiteOutput, save_objects
+        from tmlib.jterator.saving import SiteOutput, prepare_site, save_prepared
 
         cv2.setNumThreads(1)  # one job per core: threads would only compete
-        failed = []
-        outputs = []
+        site_ids = batch["site_ids"]
         with tm.utils.ExperimentSession(self.experiment_id) as session:
             project = self.load_project(session)
-            loader = SiteLoader(session, project)
-            for site_id in batch["site_ids"]:
-                for tpoint in loader.tpoints:
-                    try:
-                        result = run_pipeline(
-                            project,
-                            loader.images(site_id, tpoint),
-                            loader.objects(site_id, tpoint),
-                            plot=batch["plot"],
-                        )
-                    except Exception as err:
-                        # the site fails, the others go on; the traceback is in the job log
-                        print(f"site {site_id}, tpoint {tpoint} failed: {err}", file=sys.stderr)
-                        traceback.print_exc()
-                        failed.append(site_id)
-                        break
-                    outputs.append(SiteOutput(site_id, tpoint, loader.offset(site_id), result))
-                    if batch["plot"]:
-                        self._write_figures(site_id, result)
-            polygons = {o.name: o.as_polygons for o in project.output_objects}
-            saved = save_objects(
-                session, self.experiment_id, [o for o in outputs if o.site_id not in failed],
-                polygons,
-            )  # fmt: skip
-        logger.info("saved %d objects of %d sites", saved, len(batch["site_ids"]) - len(failed))
+            loader = SiteLoader(session, project, site_ids=site_ids)
+        polygons = {o.name: o.as_polygons for o in project.output_objects}
+        failed = []
+        prepared = []
+        for site_id in site_ids:
+            for tpoint in loader.tpoints:
+                try:
+                    result = run_pipeline(
+                        project,
+                        loader.images(site_id, tpoint),
+                        loader.objects(site_id, tpoint),
+                        plot=batch["plot"],
+                    )
+                except Exception as err:
+                    # the site fails, the others go on; the traceback is in the job log
+                    print(f"site {site_id}, tpoint {tpoint} failed: {err}", file=sys.stderr)
+                    traceback.print_exc()
+                    failed.append(site_id)
+                    break
+                # outlines now: the label images go, memory holds what is stored
+                output = SiteOutput(site_id, tpoint, loader.offset(site_id), result)
+                prepared.extend(prepare_site(output, polygons))
+                if batch["plot"]:
+                    self._write_figures(site_id, result)
+        saved = save_prepared(self.experiment_id, [p for p in prepared if p.site_id not in failed])
+        logger.info("saved %d objects of %d sites", saved, len(site_ids) - len(failed))
         if failed:
             raise InvalidInputError(
-                f"the pipeline failed for {len(failed)} of {len(batch['site_ids'])} sites "
+                f"the pipeline failed for {len(failed)} of {len(site_ids)} sites "
                 f"(site ids {', '.join(map(str, failed[:10]))}); see the job log"
             )
 
@@ -242,39 +253,137 @@ class Jterator(Step):
         shutil.rmtree(self.figures_location, ignore_errors=True)
 
 
-class SiteLoader:
-    """The input images of sites as the pipeline sees them: corrected and aligned."""
+@dataclass(frozen=True)
+class _Site:
+    """What :meth:`SiteLoader.images` needs of a site, read beforehand."""
 
-    def __init__(self, session: Session, project: Project) -> None:
-        from tmlib.illumination import Correction
+    residues: tuple[int, int, int, int]  # top, bottom, left, right
+    #: (channel name, tpoint) -> (location, cycle id) of each plane by z-plane
+    planes: dict[tuple[str, int], list[tuple[str, int]]]
+
+
+class SiteLoader:
+    """The input images of sites as the pipeline sees them: corrected and aligned.
+
+    Parameters
+    ----------
+    session : Session
+        Session on the experiment, from which the loader reads what it needs.
+    project : Project
+    site_ids : sequence of int, optional
+        The sites to be loaded: what they need is read now, and the loader
+        needs `session` no more (a job closes it before it computes; input
+        objects are read per site in short sessions of their own). Without,
+        each site is read from `session` when it is loaded.
+    """
+
+    def __init__(
+        self, session: Session, project: Project, site_ids: Sequence[int] | None = None
+    ) -> None:
         from tmlib.mosaic import experiment_mosaic
 
-        self.session = session
         names = [c.name for c in project.channels]
         self.channels = {
-            c.name: c
+            c.name: c.id
             for c in session.scalars(sa.select(tm.Channel).where(tm.Channel.name.in_(names)))
         }
-        self.corrections: dict[str, Correction] = {}
+        self._stats: dict[str, tm.IllumstatsFile] = {}
         for channel in project.channels:
             if channel.correct:
-                stats = self.channels[channel.name].illumstats_file
+                stats = session.scalar(
+                    sa.select(tm.IllumstatsFile)
+                    .join(tm.Channel)
+                    .where(tm.Channel.name == channel.name)
+                )
                 if stats is None:
                     raise InvalidInputError(
                         f"input channel {channel.name} is to be corrected but has no "
                         "illumination statistics: run corilla, or set 'correct: false'"
                     )
-                self.corrections[channel.name] = Correction.from_stats(stats.get().smoothed())
-        self.shifts = {
-            (s.site_id, s.cycle_id): (s.y, s.x) for s in session.scalars(sa.select(tm.SiteShift))
-        }
-        self.tpoints = sorted(set(session.scalars(sa.select(tm.ChannelImageFile.tpoint))))
-        self.layout = experiment_mosaic(session, aligned=bool(self.shifts))
+                stats.location  # noqa: B018 - loads what the path needs, for use without session
+                self._stats[channel.name] = stats
+        self._corrections: dict[str, Correction] | None = None
+        self.aligned = session.scalar(sa.select(tm.SiteShift.site_id).limit(1)) is not None
+        shifts = sa.select(tm.SiteShift.site_id, tm.SiteShift.cycle_id, tm.SiteShift.y,
+                           tm.SiteShift.x)  # fmt: skip
+        if site_ids is not None:  # a job's sites, not the plate's
+            shifts = shifts.where(tm.SiteShift.site_id.in_(list(site_ids)))
+        self.shifts = {(site, cycle): (y, x) for site, cycle, y, x in session.execute(shifts)}
+        self.tpoints = list(
+            session.scalars(
+                sa.select(tm.ChannelImageFile.tpoint)
+                .distinct()
+                .order_by(tm.ChannelImageFile.tpoint)
+            )
+        )
+        self.layout = experiment_mosaic(session, aligned=self.aligned)
         self.object_types = list(project.objects)
+        self.experiment_id = session.scalars(sa.select(tm.Experiment.id)).one()
+        self._sites: dict[int, _Site] = {}
+        self._session: Session | None = session
+        if site_ids is not None:
+            self._sites = self._read_sites(session, site_ids)
+            self._session = None
+
+    @property
+    def corrections(self) -> dict[str, Correction]:
+        """Illumination correction of each channel to be corrected (read on first use)."""
+        from tmlib.illumination import Correction
+
+        if self._corrections is None:
+            self._corrections = {
+                name: Correction.from_stats(stats.get().smoothed())
+                for name, stats in self._stats.items()
+            }
+        return self._corrections
+
+    def _read_sites(self, session: Session, site_ids: Sequence[int]) -> dict[int, _Site]:
+        """Residues and plane locations of the sites (locations made while `session` is open).
+
+        Raises
+        ------
+        NotFoundError
+            When a site does not exist (any more).
+        """
+        from sqlalchemy.orm import joinedload
+
+        sites = {
+            s.id: _Site((s.top_residue, s.bottom_residue, s.left_residue, s.right_residue), {})
+            for s in session.scalars(sa.select(tm.Site).where(tm.Site.id.in_(list(site_ids))))
+        }
+        missing = sorted(set(site_ids) - set(sites))
+        if missing:
+            raise NotFoundError(
+                f"sites {missing[:5]} no longer exist: run 'jterator {self.experiment_id} "
+                "init' again"
+            )
+        names = {channel_id: name for name, channel_id in self.channels.items()}
+        planes = session.scalars(
+            sa.select(tm.ChannelImageFile)
+            .where(
+                tm.ChannelImageFile.site_id.in_(list(site_ids)),
+                tm.ChannelImageFile.channel_id.in_(list(names)),
+            )
+            .options(joinedload(tm.ChannelImageFile.channel).joinedload(tm.Channel.experiment))
+            .order_by(tm.ChannelImageFile.zplane)
+        )
+        for plane in planes:
+            key = (names[plane.channel_id], plane.tpoint)
+            sites[plane.site_id].planes.setdefault(key, []).append((plane.location, plane.cycle_id))
+        return sites
 
     def offset(self, site_id: int) -> tuple[int, int]:
         box = self.layout.sites[site_id]
         return box.y, box.x
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Session]:
+        """The loader's session, else a short one of its own."""
+        if self._session is not None:
+            yield self._session
+            return
+        with tm.utils.ExperimentSession(self.experiment_id) as session:
+            yield session
 
     def objects(self, site_id: int, tpoint: int) -> dict[str, np.ndarray]:
         """Label images of the pipeline's input object types at the site, from their outlines.
@@ -286,57 +395,63 @@ class SiteLoader:
         """
         from tmlib.outlines import rasterize
 
+        if not self.object_types:
+            return {}
         box = self.layout.sites[site_id]
-        labels = {}
-        for name in self.object_types:
-            kind = self.session.scalar(
-                sa.select(tm.MapobjectType).where(tm.MapobjectType.name == name)
-            )
-            if kind is None:
-                raise InvalidInputError(
-                    f"input objects {name!r} do not exist; run the pipeline that makes them first"
+        found = {}
+        with self._reading() as session:
+            for name in self.object_types:
+                kind = session.scalar(
+                    sa.select(tm.MapobjectType).where(tm.MapobjectType.name == name)
                 )
-            rows = self.session.execute(
-                sa.select(tm.MapobjectSegmentation.geom_polygon, tm.MapobjectSegmentation.label)
-                .join(tm.SegmentationLayer)
-                .where(
-                    tm.SegmentationLayer.mapobject_type_id == kind.id,
-                    tm.SegmentationLayer.tpoint == tpoint,
-                    tm.MapobjectSegmentation.partition_key == site_id,
-                )
-            ).all()
-            labels[name] = rasterize(
+                if kind is None:
+                    raise InvalidInputError(
+                        f"input objects {name!r} do not exist; run the pipeline that makes them "
+                        "first"
+                    )
+                found[name] = session.execute(
+                    sa.select(tm.MapobjectSegmentation.geom_polygon, tm.MapobjectSegmentation.label)
+                    .join(tm.SegmentationLayer)
+                    .where(
+                        tm.SegmentationLayer.mapobject_type_id == kind.id,
+                        tm.SegmentationLayer.tpoint == tpoint,
+                        tm.MapobjectSegmentation.partition_key == site_id,
+                    )
+                ).all()
+        # rasterized without a session: it is computation
+        return {
+            name: rasterize(
                 [r[0] for r in rows], [r[1] for r in rows], (box.height, box.width), (box.y, box.x)
-            )
-        return labels
+            )  # fmt: skip
+            for name, rows in found.items()
+        }
+
+    def _site(self, site_id: int) -> _Site:
+        site = self._sites.get(site_id)
+        if site is None:
+            if self._session is None:
+                raise InvalidInputError(f"site {site_id} is not one of the loader's sites")
+            site = self._read_sites(self._session, [site_id])[site_id]
+        return site
 
     def images(self, site_id: int, tpoint: int) -> dict[str, np.ndarray]:
         """Each input channel at the site: (M, N), or (M, N, Z) for z-stacks."""
         from tmlib.alignment import shift_and_crop
 
-        site = self.session.get(tm.Site, site_id)
+        site = self._site(site_id)
         images = {}
-        for name, channel in self.channels.items():
-            planes = self.session.scalars(
-                sa.select(tm.ChannelImageFile)
-                .where(
-                    tm.ChannelImageFile.site_id == site_id,
-                    tm.ChannelImageFile.channel_id == channel.id,
-                    tm.ChannelImageFile.tpoint == tpoint,
-                )
-                .order_by(tm.ChannelImageFile.zplane)
-            ).all()
+        for name in self.channels:
+            planes = site.planes.get((name, tpoint))
             if not planes:
                 raise InvalidInputError(f"site {site_id} has no image of channel {name}")
             stack = []
-            for plane in planes:
-                pixels = plane.get()
+            for location, cycle_id in planes:
+                pixels = storage.read_plane(location)
                 if name in self.corrections:
                     pixels = self.corrections[name](pixels)
-                if self.shifts:
-                    y, x = self.shifts.get((site_id, plane.cycle_id), (0, 0))
-                    pixels = shift_and_crop(pixels, y, x, site.top_residue, site.bottom_residue,
-                                            site.left_residue, site.right_residue)  # fmt: skip
+                if self.aligned:
+                    y, x = self.shifts.get((site_id, cycle_id), (0, 0))
+                    pixels = shift_and_crop(pixels, y, x, *site.residues)
                 stack.append(pixels)
             images[name] = stack[0] if len(stack) == 1 else np.dstack(stack)
         return images

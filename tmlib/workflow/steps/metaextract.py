@@ -64,15 +64,22 @@ class MetaExtract(Step):
         return batches
 
     def run_job(self, batch: dict[str, Any]) -> None:
+        ids = batch["microscope_image_file_ids"]
+        # read where the files are, read their headers without a connection,
+        # then write them in a short transaction
         with tm.utils.ExperimentSession(self.experiment_id) as session:
-            files = session.scalars(
-                sa.select(tm.MicroscopeImageFile).where(
-                    tm.MicroscopeImageFile.id.in_(batch["microscope_image_file_ids"])
+            files = [
+                (f.id, f.location)
+                for f in session.scalars(
+                    sa.select(tm.MicroscopeImageFile).where(tm.MicroscopeImageFile.id.in_(ids))
                 )
-            ).all()
-            # read every header first: a bad file leaves the batch unchanged
-            infos = {f.id: pixels.read_header(f.location).to_dict() for f in files}
-            for f in files:
+            ]
+        # every header first: a bad file leaves the batch unchanged
+        infos = {file_id: pixels.read_header(location).to_dict() for file_id, location in files}
+        with tm.utils.ExperimentSession(self.experiment_id) as session:
+            for f in session.scalars(
+                sa.select(tm.MicroscopeImageFile).where(tm.MicroscopeImageFile.id.in_(list(infos)))
+            ):
                 f.image_info = infos[f.id]
 
     def delete_previous_job_output(self) -> None:
