@@ -28,6 +28,7 @@ from helpers import cli, free_port, ok, run_step, use_fast_password_hashing
 from sqlalchemy import event
 from sqlalchemy.pool import NullPool, Pool, QueuePool
 from test_align import REF_WAVELENGTH, make_multiplexing_experiment
+from test_jterator_step import make_experiment
 
 import tmlib.models as tm
 from tmlib import registry
@@ -543,16 +544,7 @@ sys.exit(run(sys.argv[1:]))
 def test_a_jterator_job_has_no_connection_while_its_pipeline_runs(
     tmaps, tmp_path: Path, pg_server: str
 ) -> None:
-    spec = PlateSpec(microscope="cellvoyager", wells=1, sites=2, channels=2, height=128,
-                     width=128, seed=5, plate_format=96)  # fmt: skip
-    simulate_plate(tmp_path / "plate", spec)
-    registry.add_user("jo", "pw", "jo@example.org")
-    eid = registry.add_experiment("c", "jo", microscope_type="cellvoyager", plate_format=96)
-    registry.add_plate(eid, "P1")
-    registry.add_acquisition(eid, "P1", "A1")
-    registry.register_files(eid, "P1", "A1", tmp_path / "plate")
-    for step_name in ("metaextract", "metaconfig", "imextract", "corilla"):
-        run_step(eid, step_name)
+    eid = make_experiment(tmp_path, wells=1, sites=2, size=128)
     get_step("jterator")(eid).init({"batch_size": 2})
     sessions.dispose_engines()
     database = sa.engine.make_url(tmaps.db_url).database
