@@ -71,17 +71,31 @@ def drive(run: manager.Run, interval: float, depth: int) -> None:
             display.update(manager.status(experiment_id, program))
 
     result = run(show)
-    display.update(manager.status(experiment_id, program), force=True)
+    tree = manager.status(experiment_id, program)
+    display.update(tree, force=True)
     if result is not Result.OK:
         command = "tm_workflow" if program == "workflow" else program
+        explained = _explained_failure(tree)
         click.echo(
-            f"{command}: error: submission {run.submission.id} failed; see "
-            f"'tm_workflow {experiment_id} status' and the failed job's log "
+            f"{command}: error: submission {run.submission.id} failed"
+            + (f" ({explained})" if explained else "")
+            + f"; see 'tm_workflow {experiment_id} status' and the failed job's log "
             f"('<step> {experiment_id} log -p run -j N')",
             err=True,
         )
         sys.exit(EXIT_FAILED)
     click.echo(f"submission {run.submission.id}: all jobs succeeded")
+
+
+def _explained_failure(tree: dict) -> str:
+    """The first failed job the scheduler explained (a lost node, a time limit), or ""."""
+    if tree.get("reason") and tree.get("exitcode") not in (0, None):
+        return f"{tree['name']}: {tree['reason']}"
+    for child in tree.get("subtasks", []):
+        found = _explained_failure(child)
+        if found:
+            return found
+    return ""
 
 
 def _submission_options(f: Callable) -> Callable:

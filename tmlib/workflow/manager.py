@@ -1039,8 +1039,10 @@ def task_status(
     """One node of the status tree with its subtasks.
 
     Keys: id, name, type, state, done, failed, live, percent_done, exitcode,
-    time, cpu_time, memory, created_at, updated_at, n_subtasks, subtasks.
-    ``done``/``failed`` of a collection count its jobs.
+    time, cpu_time, memory, node, reason, created_at, updated_at, n_subtasks,
+    subtasks. ``done``/``failed`` of a collection count its jobs; ``node``
+    (where a job ran, on a cluster) and ``reason`` (why it failed, when the
+    scheduler knows: e.g. its node was lost) are None for collections.
     """
     kids = children.get(task.id, [])
     subtasks = [task_status(k, children, None if depth is None else depth - 1) for k in kids]
@@ -1068,6 +1070,8 @@ def task_status(
         "time": task.time,
         "cpu_time": task.cpu_time,
         "memory": task.memory,
+        "node": None if task.is_collection else (task.data or {}).get("node"),
+        "reason": None if task.is_collection else (task.data or {}).get("reason"),
         "created_at": task.created_at.isoformat() if task.created_at else None,
         "updated_at": task.updated_at.isoformat() if task.updated_at else None,
         "n_subtasks": len(kids),

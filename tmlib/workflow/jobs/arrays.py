@@ -12,6 +12,12 @@ cluster lags and loses jobs (the original lost about 1 % of exit codes that
 way). The queue (``squeue``, ``qstat``) is asked, with back-off, only to
 notice tasks that vanished without an exit file (killed with their node):
 those are recorded as killed (exit status -9) and run again on resume.
+
+A task that failed is explained where the scheduler knows more than its exit
+status (:meth:`ArrayBackend._explain`): its node was lost, it hit its time
+limit, it was cancelled. The reason is kept with the job; the scheduler is
+never left to run a task again by itself, so that a resume re-runs exactly
+the jobs that failed.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ from tmlib.workflow.jobs.job import JobSpec, read_exit_file, read_json_file
 QUEUE_INTERVALS = (2.0, 5.0, 10.0, 30.0)
 #: seconds a task may be missing from the queue before it counts as lost (queues lag)
 LOST_AFTER = 30.0
+#: the reason of a job stopped by :meth:`ArrayBackend.kill`
+KILLED_ON_REQUEST = "killed on request"
+#: the reason of a task that left the queue without an exit file, when the scheduler says no more
+VANISHED = "the task left the queue without an exit status (its node may have failed)"
 
 
 def format_walltime(seconds: int) -> str:
@@ -79,6 +89,7 @@ class ArrayBackend(Backend):
         self._tasks: dict[str, tuple[JobSpec, str, float]] = {}
         self._ended: dict[str, Outcome] = {}
         self._missing_since: dict[str, float] = {}
+        self._killed: set[str] = set()  # names stopped by kill(): no need to ask why
         self._next_check = 0.0
         self._quiet_rounds = 0
         for program in self.programs:
@@ -99,6 +110,14 @@ class ArrayBackend(Backend):
     @abc.abstractmethod
     def _cancel(self, task: str) -> None:
         """Cancel a task (SIGTERM first, so that it records its end)."""
+
+    def _explain(self, tasks: dict[str, tuple[str, str | None]]) -> dict[str, str]:
+        """Why tasks failed, where the scheduler knows (a lost node, a time limit).
+
+        `tasks` maps job names to (task id, node or None); returns a reason for
+        those the scheduler can explain, one query for all of them.
+        """
+        return {}
 
     # ------------------------------------------------------------- submitting
 
@@ -147,13 +166,18 @@ class ArrayBackend(Backend):
 
     def poll(self) -> dict[str, Outcome]:
         changed = False
-        for name, (job, _task, _submitted) in list(self._tasks.items()):
+        failed: dict[str, tuple[str, str | None]] = {}
+        for name, (job, task, _submitted) in list(self._tasks.items()):
             record = read_exit_file(job.exit_file)
             if record is not None:
-                self._ended[name] = Outcome.from_record(record)
+                outcome = Outcome.from_record(record)
+                self._ended[name] = outcome
+                if outcome.exitcode != 0:
+                    failed[name] = (task, outcome.node)
                 del self._tasks[name]
                 self._missing_since.pop(name, None)
                 changed = True
+        self._add_reasons(failed)
         now = time.time()
         if self._tasks and now >= self._next_check:
             self._check_queue(now)
@@ -161,21 +185,38 @@ class ArrayBackend(Backend):
         ended, self._ended = self._ended, {}
         return ended
 
+    def _add_reasons(self, failed: dict[str, tuple[str, str | None]]) -> None:
+        """Give the failed jobs in :attr:`_ended` the scheduler's reason, if it has one."""
+        asked = {name: entry for name, entry in failed.items() if name not in self._killed}
+        reasons = self._explain(asked) if asked else {}
+        for name in failed:
+            if name in self._killed:
+                reasons[name] = KILLED_ON_REQUEST
+            self._killed.discard(name)
+            if reasons.get(name):
+                self._ended[name].reason = reasons[name]
+
     def _check_queue(self, now: float) -> None:
         """Tasks neither queued nor running and without an exit file for a while: lost."""
         queued = self._queued()
         if queued is None:  # the scheduler is busy: try later
             self._next_check = now + QUEUE_INTERVALS[-1]
             return
+        lost: dict[str, tuple[str, str | None]] = {}
         for name, (job, task, submitted) in list(self._tasks.items()):
             if task in queued:
                 self._missing_since.pop(name, None)
                 continue
             since = self._missing_since.setdefault(name, now)
             if now - since >= LOST_AFTER and read_exit_file(job.exit_file) is None:
-                self._ended[name] = Outcome(exitcode=-9, time=now - submitted)
+                # where it started, if it did: its spawner wrote the node down
+                node = (read_json_file(job.pid_file) or {}).get("node")
+                self._ended[name] = Outcome(exitcode=-9, time=now - submitted, node=node,
+                                            reason=VANISHED)  # fmt: skip
+                lost[name] = (task, node)
                 del self._tasks[name]
                 del self._missing_since[name]
+        self._add_reasons(lost)
         step = min(self._quiet_rounds // 20, len(QUEUE_INTERVALS) - 1)
         self._next_check = now + QUEUE_INTERVALS[step]
 
@@ -203,6 +244,7 @@ class ArrayBackend(Backend):
     def kill(self, name: str) -> None:
         entry = self._tasks.get(name)
         if entry is not None:
+            self._killed.add(name)
             with contextlib.suppress(OSError):
                 self._cancel(entry[1])
 

@@ -39,12 +39,19 @@ class Outcome:
         User + system CPU seconds (None when unknown).
     memory : float or None
         Peak resident memory in MB (None when unknown).
+    node : str or None
+        The cluster node the job ran on (None locally or when unknown).
+    reason : str or None
+        Why the job ended as it did, when the job could not say so itself:
+        its node was lost, the scheduler cancelled it, ... (None otherwise).
     """
 
     exitcode: int
     time: float = 0.0
     cpu_time: float | None = None
     memory: float | None = None
+    node: str | None = None
+    reason: str | None = None
 
     @classmethod
     def from_record(cls, record: dict) -> Outcome:
@@ -53,6 +60,7 @@ class Outcome:
             time=float(record.get("time") or 0.0),
             cpu_time=record.get("cpu_time"),
             memory=record.get("memory"),
+            node=record.get("node"),
         )
 
 

@@ -122,6 +122,23 @@ def _update_data(task: Task, **values: object) -> None:
     task.data = {**(task.data or {}), **values}
 
 
+#: failed attempts kept per job (``data["attempts"]``), the latest last
+MAX_ATTEMPTS_KEPT = 10
+
+
+def _keep_failed_attempt(task: Task) -> None:
+    """Move how a failed job ended into ``data["attempts"]`` before it runs again."""
+    data = dict(task.data or {})
+    attempt = {
+        "exitcode": task.exitcode,
+        "ended_at": task.ended_at.isoformat() if task.ended_at else None,
+        "node": data.pop("node", None),
+        "reason": data.pop("reason", None),
+    }
+    data["attempts"] = [*data.get("attempts", []), attempt][-MAX_ATTEMPTS_KEPT:]
+    task.data = data
+
+
 class Engine:
     """Drives one job tree on a backend.
 
@@ -224,6 +241,8 @@ class Engine:
                 return False
         if task.state == State.TERMINATED and task.exitcode == 0:
             return True
+        if task.state == State.TERMINATED:
+            _keep_failed_attempt(task)
         task.state, task.exitcode = State.NEW, None
         task.time = task.cpu_time = task.memory = None
         task.started_at = task.ended_at = None
@@ -346,8 +365,14 @@ class Engine:
         task.cpu_time = outcome.cpu_time
         task.memory = outcome.memory
         task.ended_at = _now()
+        # where it ran and why it failed (when the backend knows more than the exit code)
+        known = {key: value for key, value in (("node", outcome.node),
+                                                ("reason", outcome.reason)) if value}  # fmt: skip
+        if known:
+            _update_data(task, **known)
         if outcome.exitcode != 0:
-            logger.warning("job %s failed with exit code %d", task.name, outcome.exitcode)
+            logger.warning("job %s failed with exit code %d%s", task.name, outcome.exitcode,
+                           f": {outcome.reason}" if outcome.reason else "")  # fmt: skip
 
     def _visit(self, task: Task) -> Result:
         done = self._final.get(task.id)

@@ -242,10 +242,21 @@ def task(manifest, index):
     else:
         array_job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", ""))
         cluster_task = f"{array_job}_{index}"
-    where = {"pid": pid, "host": _HOST, "pid_start": _start_time(pid), "cluster_task": cluster_task}
+    # the scheduler's name of the node: several nodes may share a host (test clusters)
+    node = os.environ.get("SLURMD_NODENAME") or _HOST
+    where = {
+        "pid": pid,
+        "host": _HOST,
+        "node": node,
+        "pid_start": _start_time(pid),
+        "cluster_task": cluster_task,
+    }
     _write_json(msg["pidfile"], where)
 
+    stopped = []  # the signals the scheduler sent
+
     def forward(signum, _frame):
+        stopped.append(signum)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signum)
 
@@ -256,12 +267,19 @@ def task(manifest, index):
             break
         except InterruptedError:  # a signal arrived; wait on
             continue
+    exitcode = os.waitstatus_to_exitcode(status)
+    if stopped and exitcode != 0:
+        # Stopped by the scheduler: killed by its signal, also where a shell in the
+        # job saw its child die first and exited 128 + signal (SLURM signals each
+        # process of the task itself, in no fixed order).
+        exitcode = -stopped[0]
     record = {
         "name": msg["name"],
-        "exitcode": os.waitstatus_to_exitcode(status),
+        "exitcode": exitcode,
         "time": time.time() - start,
         "cpu_time": usage.ru_utime + usage.ru_stime,
         "memory": usage.ru_maxrss / 1024,
+        "node": node,
     }
     _write_json(msg["exit"], record)
     return record["exitcode"]
