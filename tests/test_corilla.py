@@ -162,6 +162,26 @@ def test_result_does_not_depend_on_the_batch_size(experiment: int):
     assert_no_leftovers(experiment)
 
 
+def test_a_channel_is_cut_into_at_most_max_parts_jobs(experiment: int, monkeypatch):
+    """Collect merges a bounded number of partials per channel, whatever the batch size
+    or the cluster, and the result stays exact."""
+    assert run_step(experiment, "corilla", batch_size=1000) == SPEC.channels
+    one_part = illumstats(experiment)
+    monkeypatch.setattr(corilla, "MAX_PARTS", 2)
+    assert run_step(experiment, "corilla", batch_size=1) == SPEC.channels * 2
+    step = corilla.Corilla(experiment)
+    batches = [step.read_batch("run", j) for j in step.run_job_ids()]
+    assert {b["n_parts"] for b in batches} == {2}
+    assert sum(len(b["channel_image_file_ids"]) for b in batches) == (
+        SPEC.channels * IMAGES_PER_CHANNEL
+    )
+    assert_same_stats(illumstats(experiment), one_part)
+    # the automatic batch size on a large cluster: also at most MAX_PARTS jobs per channel
+    monkeypatch.setenv("TMAPS_CORES", "1600")
+    assert step.init({}) <= SPEC.channels * 2
+    assert_no_leftovers(experiment)
+
+
 def test_collect_twice_and_init_again_give_the_same_files(experiment: int):
     run_step(experiment, "corilla", batch_size=4)
     first, paths = illumstats(experiment), illumstats_paths(experiment)

@@ -20,11 +20,11 @@ from helpers import (
 
 import tmlib.models as tm
 from tmlib import mosaic, pyramid, registry
-from tmlib.errors import InvalidInputError
+from tmlib.errors import InvalidInputError, NotFoundError
 from tmlib.mosaic import Box, PlateSpec, SiteSpec, WellSpec
 from tmlib.simulate import PlateSpec as SimulatedPlate
 from tmlib.simulate import simulate_plate
-from tmlib.tiles import TileReader, TileWriter, split_key, tile_key
+from tmlib.tiles import TileReader, TileWriter, count_tiles, split_key, tile_key
 from tmlib.workflow.step import get_step
 from tmlib.workflow.steps.illuminati import block_tiles, export_level
 
@@ -299,6 +299,67 @@ def test_tiles_do_not_depend_on_the_block_size_and_reruns_are_identical(tmaps, t
     with tm.utils.ExperimentSession(experiment_id) as session:  # static objects not doubled
         assert session.scalar(sa.select(sa.func.count(tm.MapobjectType.id))) == 3
         assert session.scalar(sa.select(sa.func.count(tm.Mapobject.id))) == 1 + 2 + 8
+
+
+def layer_files(experiment_id: int) -> list[Path]:
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        channels = [Path(c.layers_location) for c in session.scalars(sa.select(tm.Channel))]
+    return sorted(p for c in channels if c.exists() for p in c.rglob("*"))
+
+
+def test_collect_links_the_blocks_into_each_layer_without_copying(tmaps, tmp_path):
+    experiment_id = make_experiment(tmp_path, wells=2, sites=4, channels=1)
+    step = get_step("illuminati")(experiment_id)
+    n_jobs = step.init({"clip": True, "clip_value": 2000, "batch_size": 1})
+    assert n_jobs > 1
+    for job_id in step.run_job_ids():
+        step.run(job_id)
+    shard_bytes = sum(p.stat().st_size for p in step.shards_location.rglob("block_*.tiles"))
+    inodes = {p.stat().st_ino for p in step.shards_location.rglob("block_*.tiles")}
+    step.collect()
+    assert not step.shards_location.exists()
+    files = [p for p in layer_files(experiment_id) if p.is_file()]
+    index = [p for p in files if p.name.endswith(".tiles") and p.parent.name == "layers"]
+    blocks = [p for p in files if p not in index]
+    assert len(index) == 1 and len(blocks) == n_jobs
+    assert {p.stat().st_ino for p in blocks} == inodes  # the run jobs' files, not copies
+    assert sum(p.stat().st_size for p in blocks) == shard_bytes
+    # the index holds the levels above the blocks only
+    assert count_tiles(index[0]) < sum(count_tiles(p) for p in blocks)
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        layer = session.scalars(sa.select(tm.ChannelLayer)).one()
+        with layer.open_tiles() as reader:
+            assert len(reader) == len(list(reader.tiles())) > n_jobs
+            assert layer.get_tile(0, 0, 0) is not None  # the top level, from the index
+
+
+def test_collect_with_a_missing_or_bad_shard_fails_naming_the_job_and_leaves_no_layer(
+    tmaps, tmp_path
+):
+    experiment_id = make_experiment(tmp_path, wells=2, sites=2, channels=2)
+    step = get_step("illuminati")(experiment_id)
+    step.init({"clip": True, "clip_value": 2000, "batch_size": 1})
+    for job_id in step.run_job_ids():
+        step.run(job_id)
+    last = step.run_job_ids()[-1]
+    batch = step.read_batch("run", last)
+    shard = step.shard_path(batch["layer"], tuple(batch["block"]))
+    shard.rename(shard.with_suffix(".away"))
+    with pytest.raises(NotFoundError, match=rf"run job {last} of illuminati left no tiles"):
+        step.collect()
+    shard.write_bytes(b"garbage" * 1000)  # a job killed while writing would leave no file
+    with pytest.raises(
+        InvalidInputError, match=rf"is not a tile container \(.*\): run job {last} again"
+    ):
+        step.collect()
+    # the layers written before the bad one were removed with their rolled-back rows
+    assert layer_files(experiment_id) == []
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        assert session.scalar(sa.select(sa.func.count(tm.ChannelLayer.id))) == 0
+    shard.with_suffix(".away").replace(shard)
+    step.collect()
+    with tm.utils.ExperimentSession(experiment_id) as session:
+        assert session.scalar(sa.select(sa.func.count(tm.ChannelLayer.id))) == 2
 
 
 def cli(*args: object) -> subprocess.CompletedProcess:

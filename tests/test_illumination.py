@@ -108,6 +108,28 @@ def test_merged_batches_are_identical_to_one_batch(batches):
     _assert_identical(backwards, whole)
 
 
+@pytest.mark.parametrize("batches", [[40], [1] * 40, [3, 3, 34], [17, 16, 7]])
+def test_updating_in_place_equals_merging_in_any_order(batches):
+    images = _images(40, seed=5)
+    whole = _stats(images)
+    parts, start = [], 0
+    for size in batches:
+        parts.append(_stats(images[start : start + size]))
+        start += size
+    for order in (parts, parts[::-1], parts[1:] + parts[:1]):
+        total = IlluminationStats.empty(images[0].shape)
+        for part in order:
+            total.update(part)
+        _assert_identical(total, whole)
+    # a total with images still in its block accumulator folds them first
+    total = IlluminationStats.empty(images[0].shape)
+    total.add(images[0])
+    total.update(_stats(images[1:]))
+    _assert_identical(total, whole)
+    with pytest.raises(ValueError, match="cannot merge"):
+        total.update(IlluminationStats.empty((4, 5)))
+
+
 @pytest.mark.parametrize("chunk", [100, 1536, 4096])
 def test_chunked_accumulation_is_identical(monkeypatch, chunk: int):
     """Chunks of any size (also ones that do not divide the image) give the same sums."""

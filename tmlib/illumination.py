@@ -307,6 +307,26 @@ class IlluminationStats:
             self.histogram + other.histogram,
         )
 
+    def update(self, other: IlluminationStats) -> None:
+        """Add the statistics of `other` to these, in place (exact, like :meth:`merge`,
+        without allocating new sums: what collect does for each partial).
+
+        Raises
+        ------
+        ValueError
+            When the images differ in shape or dtype.
+        """
+        if other.shape != self.shape or other.histogram.size != self.histogram.size:
+            raise ValueError(
+                f"cannot merge statistics of {self.dtype} images of shape {self.shape} with "
+                f"those of {other.dtype} images of shape {other.shape}"
+            )
+        self._fold()
+        np.add(self._log_sum, other.log_sum, out=self._log_sum)
+        np.add(self._sq_sum, other.sq_sum, out=self._sq_sum)
+        self.histogram += other.histogram
+        self.n += other.n
+
     # --------------------------------------------------------------- results
 
     @property

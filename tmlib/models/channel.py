@@ -245,7 +245,9 @@ class ChannelLayer(ExperimentModel):
 
     @property
     def location(self) -> str:
-        """The layer's tile container (see :mod:`tmlib.tiles`)."""
+        """The layer's tile container: the index of its blocks, which lie in the directory
+        ``<location>.blocks-<token>`` beside it (see :mod:`tmlib.tiles`; removing the
+        channel's :attr:`Channel.layers_location` removes both)."""
         return os.path.join(
             self.channel.layers_location, f"layer_t{self.tpoint}_z{self.zplane}.tiles"
         )

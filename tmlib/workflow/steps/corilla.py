@@ -11,16 +11,21 @@ Jobs
 ----
 init
     Validates (extracted images exist, one shape and bit depth per channel)
-    and cuts each channel's images into batches of ``batch_size``. A channel
-    of more than :data:`MAX_IMAGES` images uses a fixed pseudo-random subset of
-    that many (the same at every init), as the original did.
+    and cuts each channel's images into batches of ``batch_size``, but into at
+    most :data:`MAX_PARTS` batches per channel (larger ones where needed), so
+    that collect has a bounded number of partials to merge whatever the plate
+    and the cluster. A channel of more than :data:`MAX_IMAGES` images uses a
+    fixed pseudo-random subset of that many (the same at every init), as the
+    original did.
 run
     Adds up the statistics of its batch (:class:`IlluminationStats`) and
     writes them, atomically, to ``workflow/corilla/partial/channel_<id>/``.
 collect
-    Merges the partials of each channel and writes its IllumstatsFile (row
-    and file together). The sums are integers, so the result is the same,
-    bit for bit, for every ``batch_size``.
+    Merges the partials of each channel (at most :data:`MAX_PARTS`: a 384-well
+    plate costs collect what a plate of ``MAX_PARTS`` batches does, about one
+    HDF5 read of two uint64 images per partial) and writes its IllumstatsFile
+    (row and file together). The sums are integers, so the result is the
+    same, bit for bit, for every ``batch_size`` and merge order.
 """
 
 from __future__ import annotations
@@ -54,6 +59,11 @@ MAX_IMAGES = 20_000
 FEW_IMAGES = 100
 #: seed of the subset of a channel with more than MAX_IMAGES images
 SUBSET_SEED = 20_000
+#: at most this many run jobs (partial statistics) per channel: collect reads and adds
+#: every partial (two uint64 images, 88 MB at 2160x2560), so this bounds its cost; a
+#: channel's images are split over more jobs only up to this many (13,824 images of a
+#: 384-well plate: 432 per job, well under a minute)
+MAX_PARTS = 32
 
 
 def _dtype_of(bit_depth: int) -> np.dtype:
@@ -79,7 +89,8 @@ class Corilla(Step):
             int,
             None,
             "Images per run job; a channel's images are split over several jobs "
-            "(the result does not depend on it)" + AUTO_BATCH_HELP,
+            f"(the result does not depend on it); at most {MAX_PARTS} jobs per channel, larger "
+            "batches where needed" + AUTO_BATCH_HELP,
             short="-b",
         ),
     )
@@ -126,7 +137,8 @@ class Corilla(Step):
                 shape = _one_shape(channel.name, planes)
                 used = _subset([p[0] for p in planes])
                 _check_extracted(channel.name, used)
-                parts = chunks([p.id for p in used], size)
+                # never more than MAX_PARTS partials of a channel for collect to merge
+                parts = chunks([p.id for p in used], max(size, -(-len(used) // MAX_PARTS)))
                 batches.extend(
                     {
                         "channel_id": channel.id,
@@ -205,7 +217,8 @@ class Corilla(Step):
             self._store(channel_id, stats)
 
     def _merge(self, parts: list[dict[str, Any]]) -> IlluminationStats:
-        """Merged statistics of a channel's run jobs (in part order; exact anyway)."""
+        """Merged statistics of a channel's run jobs (in part order; exact anyway),
+        added in place: one partial in memory at a time besides the total."""
         from tmlib.illumination import IlluminationStats
 
         total: IlluminationStats | None = None
@@ -223,7 +236,10 @@ class Corilla(Step):
                     f"{path} holds {partial.n} images, its batch "
                     f"{len(part['channel_image_file_ids'])}: run job {part['job']} again"
                 )
-            total = partial if total is None else total.merge(partial)
+            if total is None:
+                total = partial
+            else:
+                total.update(partial)
         assert total is not None
         return total
 

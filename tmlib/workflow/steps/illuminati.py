@@ -4,10 +4,15 @@ One :class:`~tmlib.models.ChannelLayer` per channel, time point and z-plane.
 The mosaic (:mod:`tmlib.mosaic`) is cut into square *blocks* of tiles; each
 run job renders one block of one layer (images corrected, aligned, clipped
 and mapped to 8 bit) and writes the block's tiles of every level down to a
-single tile into its own container (:mod:`tmlib.tiles`). The collect job
-builds the levels above the blocks, joins the blocks into one container per
-layer, and records the layers and the static objects ``Plates``, ``Wells``
-and ``Sites`` with their outlines.
+single tile into its own container, a *shard* (:mod:`tmlib.tiles`). The
+collect job builds the levels above the blocks and makes each layer of its
+shards without copying them (:func:`tmlib.tiles.write_layer`: the shards are
+hard-linked next to a small index holding the top levels, and readers find a
+tile's block by arithmetic), and records the layers and the static objects
+``Plates``, ``Wells`` and ``Sites`` with their outlines. Collect therefore
+writes only the top levels (one tile per block and a third more) and never
+copies the pyramid's bytes: its cost grows with the number of blocks, not of
+tiles.
 
 Blocks replace the original's batches of images followed by one run phase
 per pyramid level: a block job reads the images it covers once and halves
@@ -294,38 +299,76 @@ class Illuminati(Step):
 
     def collect_job_output(self, batch: dict[str, Any]) -> None:
         from tmlib.mosaic import experiment_mosaic
-        from tmlib.tiles import TileWriter
+        from tmlib.tiles import remove_layer, top_block_level, write_layer
 
-        runs = [self.read_batch("run", job_id) for job_id in self.run_job_ids()]
-        layers = {run["layer"]: run for run in runs}
+        runs = {job_id: self.read_batch("run", job_id) for job_id in self.run_job_ids()}
+        layers = {run["layer"]: run for run in runs.values()}
+        shards = self._shards(runs)
         # every run batch carries the pyramid's geometry
-        levels = [tuple(lv) for lv in runs[0]["levels"]]
+        first = next(iter(runs.values()))
+        side = first["block_tiles"]
+        levels = [tuple(lv) for lv in first["levels"]]
         grids = [mosaics.tile_grid(h, w, pyramid.TILE_SIZE) for h, w in levels]
-        top = max(len(levels) - 1 - int(math.log2(runs[0]["block_tiles"])), 0)
-        with tm.utils.ExperimentSession(self.experiment_id) as session:
-            experiment = session.scalars(sa.select(tm.Experiment)).one()
-            for index in sorted(layers):
-                run = layers[index]
-                layer = tm.ChannelLayer(
-                    channel_id=run["channel_id"],
-                    tpoint=run["tpoint"],
-                    zplane=run["zplane"],
-                    min_intensity=run["window"][0],
-                    max_intensity=run["window"][1],
-                )
-                session.add(layer)
-                session.flush()
-                shards = sorted((self.shards_location / f"layer_{index}").glob("block_*.tiles"))
-                with TileWriter(layer.location) as writer:
-                    for shard in shards:
-                        writer.add_container(shard)
-                    if top > 0:
-                        writer.put_many(_top_levels(shards, top, grids))
-            experiment.pyramid_height, experiment.pyramid_width = levels[-1]
-            experiment.pyramid_depth = len(levels)
-            layout = experiment_mosaic(session, aligned=batch["align"])
-            _add_static_objects(session, layout, max_zoom=len(levels) - 1)
+        top = top_block_level(len(levels), side)
+        written: list[str] = []
+        try:
+            with tm.utils.ExperimentSession(self.experiment_id) as session:
+                experiment = session.scalars(sa.select(tm.Experiment)).one()
+                for index in sorted(layers):
+                    run = layers[index]
+                    layer = tm.ChannelLayer(
+                        channel_id=run["channel_id"],
+                        tpoint=run["tpoint"],
+                        zplane=run["zplane"],
+                        min_intensity=run["window"][0],
+                        max_intensity=run["window"][1],
+                    )
+                    session.add(layer)
+                    session.flush()
+                    blocks = shards[index]
+                    above = _top_levels(sorted(blocks.values()), top, grids) if top > 0 else []
+                    # the shards become the layer's blocks (linked, not copied)
+                    try:
+                        write_layer(layer.location, blocks, side, len(levels), above)
+                    except ValueError as err:  # a shard that is no tile container
+                        bad = [j for j, r in runs.items() if str(self._shard_of(r)) in str(err)]
+                        again = f"run job {bad[0]} again" if bad else "run the step again"
+                        raise InvalidInputError(
+                            f"{err}: {again} ('illuminati {self.experiment_id} run"
+                            f"{f' -j {bad[0]}' if bad else ''}') or submit again"
+                        ) from None
+                    written.append(layer.location)
+                experiment.pyramid_height, experiment.pyramid_width = levels[-1]
+                experiment.pyramid_depth = len(levels)
+                layout = experiment_mosaic(session, aligned=batch["align"])
+                _add_static_objects(session, layout, max_zoom=len(levels) - 1)
+        except BaseException:
+            for location in written:  # their rows were rolled back: no half result stays
+                remove_layer(location)
+            raise
         shutil.rmtree(self.shards_location, ignore_errors=True)
+
+    def _shard_of(self, run: dict[str, Any]) -> Path:
+        return self.shard_path(run["layer"], (run["block"][0], run["block"][1]))
+
+    def _shards(self, runs: dict[int, dict[str, Any]]) -> dict[int, dict[tuple[int, int], Path]]:
+        """The shard of every run job, by layer and block.
+
+        Raises
+        ------
+        NotFoundError
+            Naming the first run job that left none.
+        """
+        shards: dict[int, dict[tuple[int, int], Path]] = defaultdict(dict)
+        for job_id, run in sorted(runs.items()):
+            path = self._shard_of(run)
+            if not path.is_file():
+                raise NotFoundError(
+                    f"run job {job_id} of illuminati left no tiles ({path}): run it "
+                    f"('illuminati {self.experiment_id} run -j {job_id}') or submit again"
+                )
+            shards[run["layer"]][(run["block"][0], run["block"][1])] = path
+        return shards
 
     # --------------------------------------------------------------- cleanup
 
