@@ -188,9 +188,9 @@ def test_non_finite_values_and_an_empty_site(experiment) -> None:
     assert np.signbit(stored_values[stored_values == 0]).all()
 
 
+# SQLite's INTEGER holds 64 bits: the range is PostgreSQL's
+@pytest.mark.parametrize("tmaps", ["postgresql"], indirect=True)
 def test_a_label_too_large_or_missing_values_are_refused(experiment, tmaps, monkeypatch) -> None:
-    if tmaps.dialect != "postgresql":
-        pytest.skip("SQLite's INTEGER holds 64 bits")
     # INTEGER labels: both paths refuse the write, and nothing of the batch stays
     too_large = objects(3, "Nuclei", [1, 2**31], seed=1)
     short = objects(3, "Nuclei", [1, 2], seed=1)

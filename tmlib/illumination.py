@@ -295,17 +295,20 @@ class IlluminationStats:
         ValueError
             When the images differ in shape or dtype.
         """
-        if other.shape != self.shape or other.histogram.size != self.histogram.size:
-            raise ValueError(
-                f"cannot merge statistics of {self.dtype} images of shape {self.shape} with "
-                f"those of {other.dtype} images of shape {other.shape}"
-            )
+        self._check_mergeable(other)
         return IlluminationStats(
             self.n + other.n,
             self.log_sum + other.log_sum,
             self.sq_sum + other.sq_sum,
             self.histogram + other.histogram,
         )
+
+    def _check_mergeable(self, other: IlluminationStats) -> None:
+        if other.shape != self.shape or other.histogram.size != self.histogram.size:
+            raise ValueError(
+                f"cannot merge statistics of {self.dtype} images of shape {self.shape} with "
+                f"those of {other.dtype} images of shape {other.shape}"
+            )
 
     def update(self, other: IlluminationStats) -> None:
         """Add the statistics of `other` to these, in place (exact, like :meth:`merge`,
@@ -316,11 +319,7 @@ class IlluminationStats:
         ValueError
             When the images differ in shape or dtype.
         """
-        if other.shape != self.shape or other.histogram.size != self.histogram.size:
-            raise ValueError(
-                f"cannot merge statistics of {self.dtype} images of shape {self.shape} with "
-                f"those of {other.dtype} images of shape {other.shape}"
-            )
+        self._check_mergeable(other)
         self._fold()
         np.add(self._log_sum, other.log_sum, out=self._log_sum)
         np.add(self._sq_sum, other.sq_sum, out=self._sq_sum)
