@@ -455,7 +455,8 @@ def test_switch_steps_and_stages_off_and_on(workflow_page, workflow_site) -> Non
 
 N_JOBS = 10_000
 #: a workflow submission of an experiment as the engine stores it (the library's own tree),
-#: every job ended well, then N run jobs of metaextract put in: every 10th failed
+#: every job ended well, then N run jobs of metaextract put in: every 10th failed, its node
+#: lost (as the SLURM backend records it)
 MANY_JOBS_SCRIPT = """
 import sys
 import sqlalchemy as sa
@@ -480,7 +481,9 @@ with tm.utils.MainSession() as session:
     rows = [
         {"name": f"metaextract_run_{i:07d}", "type": "RunJob", "is_collection": False,
          "parent_id": phase.id, "submission_id": submission.id, "state": "TERMINATED",
-         "exitcode": 1 if i % 10 == 0 else 0, "time": i / 100, "memory": 50.0, "data": {}}
+         "exitcode": -9 if i % 10 == 0 else 0, "time": i / 100, "memory": 50.0,
+         "data": {"node": "n2", "reason": "node n2 was lost while the job ran (node down*)"}
+                 if i % 10 == 0 else {"node": "n1"}}
         for i in range(1, n + 1)
     ]
     session.execute(sa.insert(tm.Task), rows)
@@ -566,6 +569,15 @@ def test_ten_thousand_jobs_scroll_smoothly(page, workflow_site) -> None:
     assert rows.evaluate_all("r => r.every(e => e.dataset.failed === 'true')")
     assert rows.first.get_attribute("data-name") == "metaextract_run_0000010"
     assert all("state=FAILED" in url for url in requests) and len(requests) <= 4, requests
+    # why it failed, where the scheduler said so: on the row and in its log dialog
+    first = rows.first
+    assert first.get_attribute("title") == "node n2 was lost while the job ran (node down*)"
+    first.locator("[data-testid=job-log]").click()
+    dialog = page.locator("[data-testid=job-log-dialog]")
+    dialog.locator("[data-testid=job-reason]").wait_for(timeout=TIMEOUT_MS)
+    assert "node n2 was lost" in dialog.locator("[data-testid=job-reason]").inner_text()
+    assert "exit code -9, on node n2" in dialog.inner_text()
+    dialog.locator("button", has_text="Close").click()
     filtered = page.evaluate(SCROLL_JS, 30)
     assert filtered["rows"] < 200
     scroller.locator(f"[data-testid=job-row][data-name='{last_name}']").wait_for(timeout=TIMEOUT_MS)

@@ -234,6 +234,10 @@ export interface WorkflowStatus {
   cpu_time: number | null;
   /** peak resident memory in MB */
   memory: number | null;
+  /** the cluster node a job ran on (null for collections, locally, or when unknown) */
+  node: string | null;
+  /** why a job failed when the scheduler knows more than its exit code (a lost node, a time limit) */
+  reason: string | null;
   created_at: string | null;
   updated_at: string | null;
   n_subtasks: number;

@@ -272,6 +272,7 @@ export class JobsTable {
       data-name=${job.name}
       data-state=${job.state}
       data-failed=${failed ? "true" : "false"}
+      title=${failed && job.reason ? job.reason : nothing}
     >
       <span class="wf-job-mark">${failed ? "✗" : ok ? "✓" : ""}</span>
       <span class="wf-job-name" title=${job.name}>${job.name}</span>
@@ -294,8 +295,14 @@ export class JobsTable {
     return modal(
       `Log of ${view.job.name}`,
       html`<p class="muted">
-          ${view.job.state}${view.job.exitcode !== null ? `, exit code ${view.job.exitcode}` : ""}
+          ${view.job.state}${view.job.exitcode !== null ? `, exit code ${view.job.exitcode}` : ""}${view
+            .job.node
+            ? `, on node ${view.job.node}`
+            : ""}
         </p>
+        ${view.job.reason && jobFailed(view.job)
+          ? html`<p class="error" data-testid="job-reason">${view.job.reason}</p>`
+          : nothing}
         ${errorLine(view.error)}
         ${view.log
           ? html`${block("Standard output", view.log.stdout, "log-stdout")}

@@ -1223,6 +1223,7 @@ ${e}
       data-name=${t.name}
       data-state=${t.state}
       data-failed=${r?`true`:`false`}
+      title=${r&&t.reason?t.reason:T}
     >
       <span class="wf-job-mark">${r?`✗`:i?`✓`:``}</span>
       <span class="wf-job-name" title=${t.name}>${t.name}</span>
@@ -1235,8 +1236,9 @@ ${e}
       >
     </div>`}logDialog(){let e=this.log;if(!e)return T;let t=(e,t,n)=>S`<h3>${e}</h3>
         <pre class="wf-log" data-testid=${n}>${t||`(empty)`}</pre>`;return He(`Log of ${e.job.name}`,S`<p class="muted">
-          ${e.job.state}${e.job.exitcode===null?``:`, exit code ${e.job.exitcode}`}
+          ${e.job.state}${e.job.exitcode===null?``:`, exit code ${e.job.exitcode}`}${e.job.node?`, on node ${e.job.node}`:``}
         </p>
+        ${e.job.reason&&rv(e.job)?S`<p class="error" data-testid="job-reason">${e.job.reason}</p>`:T}
         ${j(e.error)}
         ${e.log?S`${t(`Standard output`,e.log.stdout,`log-stdout`)}
             ${t(`Standard error`,e.log.stderr,`log-stderr`)}`:e.error?T:S`<p class="muted">Loading…</p>`}
