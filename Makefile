@@ -39,6 +39,8 @@ bench: install
 	$(BIN)/python benchmarks/feature_download.py
 	$(BIN)/python benchmarks/viewer.py
 	$(BIN)/python benchmarks/ui_upload.py
+	$(BIN)/python benchmarks/db_writes.py
+	$(BIN)/python benchmarks/scale_model.py
 
 # The browser app: lint, type-check and build tmui/ into tmserver/webapp/ (needs Node.js;
 # the built app is committed, so installing and running TissueMAPS does not).

@@ -51,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -369,7 +370,7 @@ def summarise(out: Path, jobs: int, wall: float) -> dict:
         "failed": len(failed),
         "errors": errors,
         "wall_s": round(wall, 1),
-        "nodes": dict(sorted(_count(s["node"] for s in starts.values()).items())),
+        "nodes": dict(sorted(Counter(s["node"] for s in starts.values()).items())),
         "peak_jobs_alive": _peak_overlap([(starts[i]["start"], done[i]) for i in done]),
         "peak_jobs_in_db": _peak_overlap(db_phases),
         "retries": sum(r["retries"] for r in [*reads.values(), *writes.values()]),
@@ -381,13 +382,6 @@ def summarise(out: Path, jobs: int, wall: float) -> dict:
         "objects": objects,
         "objects_per_s": round(objects / write_window, 1) if write_window else None,
     }
-
-
-def _count(items: object) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:  # type: ignore[attr-defined]
-        counts[item] = counts.get(item, 0) + 1
-    return counts
 
 
 def check_rows(admin_db_url: str, experiment_id: int, expected: int) -> dict:
