@@ -237,8 +237,9 @@ def test_canonical_workflow_on_four_nodes_through_pgbouncer(installation):
     assert_results_complete(eid)
 
 
-def _running_job_on(home: Path, node: str) -> str | None:
-    """A jterator run job that has just started on `node` and not ended, or None.
+def _running_job_on(home: Path, node: str) -> tuple[str, str, Path] | None:
+    """A jterator run job running on `node` (not ended): (its name, its SLURM task, its exit
+    file), or None.
 
     jterator: its jobs write objects and features to the database, the step
     where a half-written result would show.
@@ -246,21 +247,31 @@ def _running_job_on(home: Path, node: str) -> str | None:
     for pid_file in home.glob("experiments/**/workflow/jterator/log/jterator_run_*.pid"):
         try:
             record = json.loads(pid_file.read_text())
-            age = time.time() - pid_file.stat().st_mtime
         except (OSError, ValueError):
             continue  # being written
-        # just started: it surely runs on when the node goes down a moment later
-        if record.get("node") == node and age < 0.5 and not pid_file.with_suffix(".exit").exists():
-            return pid_file.stem
+        exit_file = pid_file.with_suffix(".exit")
+        if record.get("node") == node and not exit_file.exists():
+            return pid_file.stem, record["cluster_task"], exit_file
     return None
 
 
 def _lose_node_while_a_job_runs(site: Site, node: str, process: subprocess.Popen) -> str:
-    """Set `node` DOWN as soon as a jterator run job runs on it; returns that job's name."""
+    """Set `node` DOWN while a jterator run job runs on it; returns that job's name.
+
+    The job is suspended first (SIGSTOP through SLURM), so that it cannot end
+    between being found and its node going down, however loaded the machine.
+    """
     deadline = time.monotonic() + 300
-    while (victim := _running_job_on(site.home, node)) is None:
+    while True:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, f"no jterator run job started on {node}"
+        found = _running_job_on(site.home, node)
+        if found is not None:
+            victim, task, exit_file = found
+            if slurm("scontrol", "suspend", task).returncode == 0:
+                if not exit_file.exists():
+                    break
+                slurm("scontrol", "resume", task)  # it had ended: find another
         time.sleep(0.05)
     down = slurm("scontrol", "update", f"nodename={node}", "state=down", "reason=test-node-loss")
     assert down.returncode == 0, down.stderr
