@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import tmlib.models as tm
+from tmlib import pgcopy
 from tmlib.errors import InvalidInputError, NotFoundError
 
 #: rows fetched from the database per round trip (and formatted at once)
@@ -271,14 +272,11 @@ class _CopyParser:
     others (written before a feature was added) field by field.
     """
 
-    _HEADER = 11 + 4 + 4  # signature, flags, length of the header extension
+    _HEADER = len(pgcopy.HEADER)  # signature, flags, length of the header extension
 
     def __init__(self, n_features: int) -> None:
         self.n_features = n_features
-        fields = [("n", ">i2"), ("l0", ">i4"), ("id", ">i8"), ("l1", ">i4"), ("key", ">i4"),
-                  ("l2", ">i4"), ("t", ">i4"), ("l3", ">i4")]  # fmt: skip
-        fields.append(("v", "<f8", (n_features,)))
-        self.dtype = np.dtype(fields)
+        self.dtype = pgcopy.feature_values_row(n_features)
         self.buffer = bytearray()
         self.started = False
         self.done = False

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import tmlib.models as tm
+from tmlib import pgcopy
 from tmlib.errors import InvalidInputError
 
 if TYPE_CHECKING:  # the writing half needs neither (jobs and benchmarks that only write)
@@ -310,14 +311,10 @@ def _write_plain(
 
 # --- COPY (PostgreSQL) -------------------------------------------------------
 #
-# Binary COPY: a header, then per row the number of fields (int16) and per field
-# its length in bytes (int32, -1 for NULL) and its bytes, big-endian for
-# integers; bytea fields are the bytes the plain path binds (WKB of shapely,
-# float64 little-endian of FloatArray). Column types: ids BIGINT, the other
-# integers INTEGER (tmlib.models.mapobject).
+# Binary COPY (tmlib.pgcopy): bytea fields are the bytes the plain path binds
+# (WKB of shapely, float64 little-endian of FloatArray). Column types: ids
+# BIGINT, the other integers INTEGER (tmlib.models.mapobject).
 
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, no extension
-_COPY_TRAILER = b"\xff\xff"
 _INT32 = (-(2**31), 2**31 - 1)
 
 #: a row of mapobjects: (id, partition_key, mapobject_type_id, ref_id)
@@ -333,14 +330,6 @@ _SEGMENTATION_HEAD = np.dtype(
 )  # fmt: skip
 #: the end of a row of mapobject_segmentations, after geom_centroid: (..., label)
 _SEGMENTATION_TAIL = np.dtype([("l_label", ">i4"), ("label", ">i4")])
-
-
-def _feature_values_row(width: int) -> np.dtype:
-    """A row of feature_values of `width` values: (mapobject_id, tpoint, partition_key, values)."""
-    return np.dtype(
-        [("n", ">i2"), ("l_id", ">i4"), ("id", ">i8"), ("l_tpoint", ">i4"), ("tpoint", ">i4"),
-         ("l_key", ">i4"), ("key", ">i4"), ("l_values", ">i4"), ("values", "<f8", (width,))]
-    )  # fmt: skip
 
 
 @dataclass
@@ -447,7 +436,7 @@ def _write_copy(session: Session, encoded: Sequence[_Encoded]) -> int:
     objects["n"], objects["l_id"] = 4, 8
     objects["l_key"] = objects["l_type"] = objects["l_ref"] = 4
     objects["id"] = ids
-    segmentations, values = [_COPY_HEADER], [_COPY_HEADER]
+    segmentations, values = [pgcopy.HEADER], [pgcopy.HEADER]
     start = 0
     for e in encoded:
         item, count = e.item, len(e.centroids)
@@ -458,17 +447,17 @@ def _write_copy(session: Session, encoded: Sequence[_Encoded]) -> int:
         objects["type"][part] = kind.id
         values.append(_feature_values_bytes(e, ids[part]))
         segmentations.append(_segmentation_bytes(e, ids[part], layers[(kind.id, item.tpoint)]))
-    segmentations.append(_COPY_TRAILER)
-    values.append(_COPY_TRAILER)
+    segmentations.append(pgcopy.TRAILER)
+    values.append(pgcopy.TRAILER)
     cursor = connection.connection.driver_connection.cursor()
     try:
         _copy(cursor, mapobjects, "id, partition_key, mapobject_type_id, ref_id",
-              _COPY_HEADER + objects.tobytes() + _COPY_TRAILER)  # fmt: skip
+              pgcopy.HEADER + objects.tobytes() + pgcopy.TRAILER)  # fmt: skip
         _copy(cursor, table_name(tm.MapobjectSegmentation),
               "mapobject_id, segmentation_layer_id, partition_key, geom_polygon, "
               "geom_centroid, label", b"".join(segmentations))  # fmt: skip
         _copy(cursor, table_name(tm.FeatureValues),
-              "mapobject_id, tpoint, partition_key, values", b"".join(values))  # fmt: skip
+              "mapobject_id, partition_key, tpoint, values", b"".join(values))  # fmt: skip
     finally:
         cursor.close()
     return total
@@ -476,11 +465,10 @@ def _write_copy(session: Session, encoded: Sequence[_Encoded]) -> int:
 
 def _feature_values_bytes(e: _Encoded, ids: np.ndarray) -> bytes:
     count, width = e.values.shape
-    rows = np.zeros(count, _feature_values_row(width))
-    rows["n"], rows["l_id"], rows["l_tpoint"], rows["l_key"] = 4, 8, 4, 4
-    rows["l_values"] = 8 * width
-    rows["id"], rows["tpoint"], rows["key"] = ids, e.item.tpoint, e.item.site_id
-    rows["values"] = e.values
+    rows = np.zeros(count, pgcopy.feature_values_row(width))
+    rows["n"], rows["l0"], rows["l1"], rows["l2"], rows["l3"] = 4, 8, 4, 4, 8 * width
+    rows["id"], rows["key"], rows["t"] = ids, e.item.site_id, e.item.tpoint
+    rows["v"] = e.values
     return rows.tobytes()
 
 
