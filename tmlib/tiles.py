@@ -415,17 +415,17 @@ class TileReader:
         if self.layout is None:
             yield from self._rows(self._db, level)
             return
-        side, n_levels, stop = self.layout
+        _side, n_levels, stop = self.layout
+        # blocks of one block row interleave in key order; rows of blocks do not
+        by_row: dict[int, list[int]] = {}
+        for r, c in sorted(self._counts):
+            by_row.setdefault(r, []).append(c)
         for lv in range(n_levels) if level is None else [level]:
             if lv < stop:
                 yield from self._rows(self._db, lv)
                 continue
             if lv >= n_levels:
                 continue
-            # blocks of one block row interleave in key order; rows of blocks do not
-            by_row: dict[int, list[int]] = {}
-            for r, c in sorted(self._counts):
-                by_row.setdefault(r, []).append(c)
             for r, columns in by_row.items():
                 shards = [_open(self._shard_path((r, c))) for c in columns]
                 try:

@@ -57,12 +57,12 @@ class SlurmBackend(ArrayBackend):
 
     def _explain(self, tasks: dict[str, tuple[str, str | None]]) -> dict[str, str]:
         jobs = _job_states(sorted({task for task, _node in tasks.values()}))
-        nodes = {node or jobs.get(task, _JobState()).nodes for task, node in tasks.values()}
-        node_states = _node_states(sorted(n for n in nodes if n))
+        # where each ran: as its spawner recorded it, else as SLURM says
+        ran = {name: (jobs.get(task, _JobState()), node or jobs.get(task, _JobState()).nodes)
+               for name, (task, node) in tasks.items()}  # fmt: skip
+        node_states = _node_states(sorted({node for _job, node in ran.values() if node}))
         reasons = {}
-        for name, (task, node) in tasks.items():
-            job = jobs.get(task, _JobState())
-            node = node or job.nodes
+        for name, (job, node) in ran.items():
             reason = _describe(job, node, node_states.get(node) if node else None)
             if reason:
                 reasons[name] = reason
