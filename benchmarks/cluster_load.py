@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -90,20 +91,17 @@ def job_read(experiment_id: int) -> dict:
         }
 
 
-class _RetryCounter:
+class _RetryCounter(logging.Handler):
     """Counts the connection retries TissueMAPS logs (``tmlib.models.connect``)."""
 
     def __init__(self) -> None:
-        import logging
-
+        super().__init__(logging.WARNING)
         self.count = 0
-        handler = logging.Handler()
-        handler.emit = lambda record: self._seen(record)  # type: ignore[method-assign]
         logger = logging.getLogger("tmlib.models.connect")
-        logger.addHandler(handler)
+        logger.addHandler(self)
         logger.setLevel(logging.WARNING)
 
-    def _seen(self, record: object) -> None:
+    def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
 
 

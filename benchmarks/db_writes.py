@@ -125,14 +125,10 @@ def writer(
             timed["db"] = db
 
     saving._feature_orders = features
-    if hasattr(saving, "_encode"):
-        saving._encode = timing("prepare", saving._encode)
-    if hasattr(saving, "_copy"):
-        saving._copy = timing("db", saving._copy)
+    saving._encode = timing("prepare", saving._encode)
+    saving._copy = timing("db", saving._copy)
     if args.path == "plain":
         saving._copies = lambda session: False
-    elif args.path == "copy" and not hasattr(saving, "_copies"):
-        raise SystemExit("this saving module has no COPY path")
 
     engine = tm.utils.experiment_engine(eid)
     started: dict[int, float] = {}

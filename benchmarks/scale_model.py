@@ -205,31 +205,20 @@ def database_rate(objects: int, types: int, features: int, writers: int,
     """How fast this machine's PostgreSQL takes a site's objects through jterator's own write
     path (``benchmarks/db_writes.py``: `writers` job processes), and per CPU second of
     PostgreSQL's own processes (which the model multiplies by the database server's cores)."""
+    calls = 8
     before = postgres_cpu_s()
-    out = tm_json([sys.executable, str(Path(__file__).with_name("db_writes.py")),
-                   "--writers", str(writers), "--objects", str(objects), "--types", str(types),
-                   "--features", str(features), "--runs", "1", "--calls", "8",
-                   "--pg-url", pg_url])  # fmt: skip
+    output = tm(["python", str(Path(__file__).with_name("db_writes.py")),
+                 "--writers", str(writers), "--objects", str(objects), "--types", str(types),
+                 "--features", str(features), "--runs", "1", "--calls", str(calls),
+                 "--pg-url", pg_url])  # fmt: skip
     pg_cpu = postgres_cpu_s() - before
-    figures = out["writers"][str(writers)]
-    figures = next(iter(figures.values())) if "objects_per_s" not in figures else figures
-    # every writer writes calls + 1 (warm-up) sites of objects x types objects
-    written = writers * 9 * objects * types
+    figures = json.loads(output.splitlines()[-1])["writers"][str(writers)]["auto"]
+    # every writer writes its calls and a warm-up call, a site of objects x types each
+    written = writers * (calls + 1) * objects * types
     return {
         "objects_per_s": figures["objects_per_s"],
         "objects_per_pg_cpu_s": written / pg_cpu if pg_cpu else None,
-        "write_s_per_site": figures["site_s"],
     }
-
-
-def tm_json(command: list[str]) -> dict:
-    """The JSON object on the last line of a benchmark's output."""
-    import subprocess
-
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        sys.exit(f"{command[1]} failed: {proc.stderr.strip()[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_plate(tmp: Path, sites: int, size: str = IMAGE_SIZE
