@@ -47,7 +47,7 @@ from tmlib.config import load_settings
 from tmlib.errors import DatabaseError, NotFoundError, UserError
 from tmlib.migrations import EXPERIMENT_HEAD, SchemaRevisionError, check_experiment, stamp
 from tmlib.models.base import ExperimentModel, MainModel
-from tmlib.models.connect import RetryPolicy, connect_with_retries, keeps_pool
+from tmlib.models.connect import RetryPolicy, connect_with_retries, first_line, keeps_pool
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
@@ -201,7 +201,7 @@ def dispose_engines() -> None:
 
 
 def _connect_error(url: str, err: Exception) -> DatabaseError:
-    reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
+    reason = first_line(getattr(err, "orig", err))
     return DatabaseError(
         f"cannot use database {safe_url(url)}: {reason} "
         "(check TMAPS_DB_URL and that the server is running)"
