@@ -583,17 +583,32 @@ def features_table_csv(experiment_id: int, type_name: str) -> Iterator[bytes]:
                           *names])  # fmt: skip
         sites = partitions(session, "Site")
         for key, info in sites.items():
-            labels = dict(_site_segmentations(session, kind, key))
             prefix = b",".join(
                 _csv_text(v) for v in (info.plate_name, info.well_name, info.well_pos_y,
                                        info.well_pos_x)
             )  # fmt: skip
-            for ids, _, tpoints, values in iter_feature_values(session, kind.id, [key]):
-                order = np.lexsort((ids, tpoints))
-                label = np.array([labels.get(int(i), -1) for i in ids], np.int64)
-                ids, tpoints, label = ids[order], tpoints[order], label[order]
-                values = values[order]
-                yield format_rows([prefix, tpoints, label, ids, values])
+            for tpoints, labels, ids, values in site_feature_rows(session, kind, key):
+                yield format_rows([prefix, tpoints, labels, ids, values])
+
+
+def site_feature_rows(
+    session: Session, kind: tm.MapobjectType, site_id: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The feature values of a type's objects at one site, with their labels, in chunks.
+
+    Yields
+    ------
+    tpoints, labels, mapobject_ids : ndarray, shape (k,), int64
+        Each chunk ordered by time point, then object id; label -1 for an
+        object without a segmentation at the site.
+    values : ndarray, shape (k, n_features), float64
+        In the order of :func:`sorted_features`.
+    """
+    labels = dict(_site_segmentations(session, kind, site_id))
+    for ids, _, tpoints, values in iter_feature_values(session, kind.id, [site_id]):
+        order = np.lexsort((ids, tpoints))
+        label = np.array([labels.get(int(i), -1) for i in ids], np.int64)
+        yield tpoints[order], label[order], ids[order], values[order]
 
 
 # ------------------------------------------------------------------ writing

@@ -1,7 +1,9 @@
 """Reading pixels from microscope image files (TIFF via tifffile; PNG/JPEG via imageio).
 
 Only headers are read by :func:`read_header` (for ``metaextract``); pixel
-data by :func:`read_plane` (for ``imextract``).
+data by :func:`read_plane` (for ``imextract``). An image "file" that is a
+directory is an OME-Zarr field image (:mod:`tmlib.omezarr.read`): its planes
+are flat indices over its non-yx axes, its series the ROIs of a stitched image.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
         When the file is missing, not an image, or truncated (names the file).
     """
     path = Path(path)
+    if path.is_dir():
+        from tmlib.omezarr.read import read_header as zarr_header
+
+        return ImageHeader(*zarr_header(path))
     try:
         if path.suffix.lower() in _TIFF_SUFFIXES:
             return _tiff_header(path)
@@ -86,14 +92,18 @@ def _tiff_header(path: Path) -> ImageHeader:
         return ImageHeader(len(pages), int(first.shape[0]), int(first.shape[1]), str(first.dtype))
 
 
-def read_plane(path: str | os.PathLike, plane: int = 0) -> np.ndarray:
+def read_plane(path: str | os.PathLike, plane: int = 0, series: int = 0) -> np.ndarray:
     """Read one 2D plane of an image file.
 
     Parameters
     ----------
     path : path-like
     plane : int
-        Page index within the file.
+        Page index within the file (for an OME-Zarr field image: the C-order
+        flat index over its non-yx axes).
+    series : int
+        Ignored for TIFF/PNG/JPEG; for an OME-Zarr field image the ROI of a
+        stitched image (only that box is read).
 
     Returns
     -------
@@ -105,6 +115,10 @@ def read_plane(path: str | os.PathLike, plane: int = 0) -> np.ndarray:
         When the file cannot be read (names the file).
     """
     path = Path(path)
+    if path.is_dir():
+        from tmlib.omezarr.read import read_plane as zarr_plane
+
+        return zarr_plane(path, plane, series)
     try:
         if path.suffix.lower() in _TIFF_SUFFIXES:
             pixels = tifffile.imread(path, key=plane)

@@ -11,7 +11,6 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -438,30 +437,45 @@ class Registration:
     skipped: list[str] = field(default_factory=list)
 
 
-def _regular_files(directory: Path) -> Iterator[str]:
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.is_file() and not entry.name.startswith("."):
-                yield entry.name
+def _remove(path: Path) -> None:
+    """Remove a file, link or (copied) directory tree, if present."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _place(source: Path, target: Path, copy: bool) -> None:
-    """Symlink or copy `source` to `target` via a temporary name (replaces stale leftovers)."""
+    """Symlink or copy `source` to `target` via a temporary name (replaces stale leftovers).
+
+    A directory (an OME-Zarr field image) is copied as a whole tree.
+    """
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
+    _remove(tmp)
     try:
-        if copy:
+        if copy and source.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(source, tmp, symlinks=False)
+            _remove(target)
+        elif copy:
             shutil.copyfile(source, tmp)
         else:
             os.symlink(source, tmp)
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
 
 
+def _tree_size(path: Path) -> int:
+    """Bytes of a file, or of every file below a directory."""
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 def _size_of(directory: Path, names: list[str]) -> int:
-    return sum((directory / name).stat().st_size for name in names)
+    return sum(_tree_size(directory / name) for name in names)
 
 
 def source_link_name(directory: Path) -> str:
@@ -487,7 +501,9 @@ def register_files(
     """Register the microscope files in `source` with an acquisition.
 
     Image and metadata files are recognised by the experiment's microscope
-    type and get a row with status ``COMPLETE``. By default the directory is
+    type (:meth:`~tmlib.microscopes.MicroscopeType.list_files`; an image
+    "file" may be a directory, such as an OME-Zarr field image ``B/03/0``)
+    and get a row with status ``COMPLETE``. By default the directory is
     symlinked once into ``<acquisition>/sources/`` and the files are found
     through that link; with `copy` each file is copied into the acquisition.
     Names registered before are left alone, so running it twice adds nothing.
@@ -497,7 +513,8 @@ def register_files(
     Raises
     ------
     InvalidInputError
-        When `source` is not a directory or holds no matching file.
+        When `source` is not a directory, holds no matching file, or is
+        invalid for the microscope type (e.g. no OME-Zarr plate).
     NotFoundError
         When the experiment, plate or acquisition does not exist.
     """
@@ -509,13 +526,10 @@ def register_files(
     with tm.utils.ExperimentSession(experiment_id, db_url) as session:
         microscope = get_microscope_type(_the_experiment(session).microscope_type)
         acq = find_acquisition(session, plate, acquisition)
-        for name in sorted(_regular_files(source)):
-            if microscope.is_image(name):
-                result.images.append(name)
-            elif microscope.is_metadata(name):
-                result.metadata.append(name)
-            else:
-                result.skipped.append(name)
+        listing = microscope.list_files(source)  # a type may validate the directory here
+        result.images.extend(listing.images)
+        result.metadata.extend(listing.metadata)
+        result.skipped.extend(listing.skipped)
         if not result.images:
             raise InvalidInputError(
                 f"no file in {source} matches the {microscope.name} image pattern "
@@ -557,7 +571,7 @@ def register_files(
                         _place(source / name, target, copy=True)
                         created.append(target)
                         if progress is not None:
-                            progress.advance(1, target.stat().st_size)
+                            progress.advance(1, _tree_size(target))
                 if new:
                     rows = [
                         {"name": n, "status": "COMPLETE", "source": link, "acquisition_id": acq.id}
@@ -567,7 +581,7 @@ def register_files(
             session.commit()
         except BaseException:
             for path in created:
-                path.unlink(missing_ok=True)
+                _remove(path)
             raise
     logger.info(
         "registered %d image and %d metadata files from %s",

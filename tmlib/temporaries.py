@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,6 +51,14 @@ def temporary_file(path: str | os.PathLike) -> Path:
     return Path(tmp)
 
 
+def temporary_directory(path: str | os.PathLike) -> Path:
+    """Create an empty directory next to `path` to write it under, named as by
+    :func:`temporary_file`."""
+    path = Path(path)
+    prefix = f".{path.name}.{_writer_tag()}-"
+    return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=path.parent))
+
+
 def is_temporary(name: str) -> bool:
     """Whether a file name is one of a temporary (hidden and ending in ``.tmp``)."""
     return name.startswith(".") and name.endswith(".tmp")
@@ -66,7 +75,7 @@ def _writer_gone(name: str) -> bool:
 def remove_stale_temporaries(
     directories: Iterable[str | os.PathLike], everything: bool = False
 ) -> int:
-    """Remove the temporaries that killed writers left in `directories` (and below).
+    """Remove the temporaries (files and directories) that killed writers left in `directories`.
 
     A temporary whose writer (host, pid, start time: :func:`temporary_file`)
     still runs is kept, so a job may call this while others write in the same
@@ -76,11 +85,16 @@ def remove_stale_temporaries(
     Returns
     -------
     int
-        How many files were removed.
+        How many files and directories were removed.
     """
     removed = 0
     for directory in directories:
-        for root, _dirs, names in os.walk(directory):
+        for root, dirs, names in os.walk(directory):
+            for name in list(dirs):
+                if is_temporary(name) and (everything or _writer_gone(name)):
+                    dirs.remove(name)
+                    shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+                    removed += 1
             for name in names:
                 if is_temporary(name) and (everything or _writer_gone(name)):
                     try:

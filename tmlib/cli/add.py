@@ -191,3 +191,36 @@ def files(
     )
     for name in result.skipped:
         click.echo(f"skipped (matches no pattern): {name}", err=True)
+
+
+@main.command()
+@_EXPERIMENT
+@click.option("-p", "--plate", required=True, help="Name of the plate.")
+@click.option("-a", "--acquisition", required=True, help="Name of the acquisition.")
+@click.option(
+    "-n",
+    "--name",
+    "names",
+    multiple=True,
+    help="Label image to import (repeat for several) [default: every label image found].",
+)
+@_OWNER
+@verbosity_option
+@handle_errors
+def labels(
+    experiment: str, plate: str, acquisition: str, names: tuple[str, ...], user: str | None
+) -> None:
+    """Register the labels of an OME-Zarr plate as object types.
+
+    For experiments of microscope type ome-zarr, after image conversion:
+    each label image labels/NAME of the acquisition's field images becomes
+    an object type NAME with the segmented objects of every site (Fractal's
+    stitched wells are cut into their fields of view). An existing type of
+    that name is reused and these sites' segmentations replaced, so running
+    this twice changes nothing.
+    """
+    from tmlib.omezarr.read import import_labels
+
+    counts = import_labels(experiment, plate, acquisition, names or None, user=user)
+    for name, count in counts.items():
+        click.echo(f"object type {name}: {count} objects registered")

@@ -12,23 +12,30 @@ turns an acquisition's files into one
 
 Modules: :mod:`~tmlib.microscopes.base` (records, regex helpers),
 :mod:`~tmlib.microscopes.cellvoyager`, :mod:`~tmlib.microscopes.visiview`,
-:mod:`~tmlib.microscopes.metamorph`, :mod:`~tmlib.microscopes.tiff` (one
-reader each, with that type's conventions) and :mod:`~tmlib.microscopes.grid`
-(site grid positions).
+:mod:`~tmlib.microscopes.metamorph`, :mod:`~tmlib.microscopes.tiff`,
+:mod:`~tmlib.microscopes.omezarr` (one reader each, with that type's
+conventions) and :mod:`~tmlib.microscopes.grid` (site grid positions).
+
+Which names of a source directory a type registers is
+:meth:`MicroscopeType.list_files`: the regular files matching its patterns,
+unless its reader lists them itself (:meth:`MetadataReader.list_source`, as
+``ome-zarr`` does for the field images of a plate).
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tmlib.errors import InvalidInputError
-from tmlib.microscopes.base import MetadataReader, PlaneRecord
+from tmlib.microscopes.base import MetadataReader, PlaneRecord, SourceFiles
 from tmlib.microscopes.cellvoyager import CellVoyagerReader
 from tmlib.microscopes.grid import STITCH_LAYOUTS, site_grid_positions
 from tmlib.microscopes.metamorph import MetaMorphReader
+from tmlib.microscopes.omezarr import OmeZarrReader
 from tmlib.microscopes.tiff import TiffReader
 from tmlib.microscopes.visiview import VisiViewReader
 
@@ -38,6 +45,7 @@ __all__ = [
     "MetadataReader",
     "MicroscopeType",
     "PlaneRecord",
+    "SourceFiles",
     "get_microscope_type",
     "site_grid_positions",
 ]
@@ -81,6 +89,40 @@ class MicroscopeType:
         """One :class:`PlaneRecord` per plane; see :meth:`MetadataReader.read`."""
         return self.reader().read(image_files, metadata_files, regex)
 
+    def list_files(self, directory: Path) -> SourceFiles:
+        """The image and metadata names this type registers from `directory`.
+
+        Parameters
+        ----------
+        directory : Path
+            The source directory.
+
+        Returns
+        -------
+        SourceFiles
+            The reader's own listing (:meth:`MetadataReader.list_source`)
+            where it has one, else the directory's regular files (no dot
+            files) sorted into those matching the image pattern, the
+            metadata pattern, and neither.
+
+        Raises
+        ------
+        InvalidInputError
+            When the reader finds the directory invalid.
+        """
+        listing = self.reader.list_source(directory)
+        if listing is not None:
+            return listing
+        found = SourceFiles([], [], [])
+        for name in sorted(_regular_files(directory)):
+            if self.is_image(name):
+                found.images.append(name)
+            elif self.is_metadata(name):
+                found.metadata.append(name)
+            else:
+                found.skipped.append(name)
+        return found
+
     def is_image(self, filename: str) -> bool:
         return self.image_pattern.fullmatch(filename) is not None
 
@@ -88,6 +130,13 @@ class MicroscopeType:
         return self.metadata_pattern is not None and (
             self.metadata_pattern.fullmatch(filename) is not None
         )
+
+
+def _regular_files(directory: Path) -> Iterator[str]:
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file() and not entry.name.startswith("."):
+                yield entry.name
 
 
 _IMAGE_EXT = r"\.(?:tiff?|png|jpe?g)"
@@ -120,6 +169,13 @@ MICROSCOPE_TYPES: dict[str, MicroscopeType] = {
             "Generic TIFF/PNG files; well, site and channel come from a named regex",
             re.compile(r".+" + _IMAGE_EXT, re.I),
             reader=TiffReader,
+        ),
+        MicroscopeType(
+            "ome-zarr",
+            "OME-Zarr HCS plate (NGFF 0.4/0.5; fields or Fractal's stitched wells + FOV_ROI_table)",
+            re.compile(r"[^/]+/[^/]+/[^/]+"),
+            re.compile(r"zarr\.json|\.zattrs"),
+            reader=OmeZarrReader,
         ),
     )
 }

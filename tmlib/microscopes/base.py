@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from tmlib.errors import InvalidInputError
 
@@ -37,6 +37,7 @@ __all__ = [
     "MetadataReader",
     "NameFields",
     "PlaneRecord",
+    "SourceFiles",
     "apply_regex",
     "check_unique_planes",
     "compile_regex",
@@ -116,6 +117,22 @@ class PlaneRecord:
     plane: int = 0
     pixel_size_y: float | None = None
     pixel_size_x: float | None = None
+
+
+class SourceFiles(NamedTuple):
+    """The names a microscope type registers from a source directory.
+
+    Attributes
+    ----------
+    images, metadata : list of str
+        Names (relative paths) of the image and metadata files, sorted.
+    skipped : list of str
+        Names found in the directory that are neither.
+    """
+
+    images: list[str]
+    metadata: list[str]
+    skipped: list[str]
 
 
 @dataclass(frozen=True)
@@ -319,6 +336,18 @@ class MetadataReader(abc.ABC):
     required_groups: ClassVar[frozenset[str]]
     #: What the first site, z-plane and time point are called in file names.
     index_base: ClassVar[int] = 0
+
+    @classmethod
+    def list_source(cls, directory: Path) -> SourceFiles | None:
+        """The image and metadata names of a source directory, if this type lists them itself.
+
+        The default, None, lets :meth:`tmlib.microscopes.MicroscopeType.list_files`
+        match the names of the directory's regular files against the type's
+        patterns. A type whose "files" are not plain files of the directory
+        (e.g. the field images of an OME-Zarr plate) overrides this; it may
+        validate the directory and raise ``InvalidInputError``.
+        """
+        return None
 
     def pattern(self, regex: str | None = None) -> re.Pattern[str]:
         """Compiled `regex`, or the type's default; checks the required groups."""

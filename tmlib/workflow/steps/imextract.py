@@ -81,14 +81,15 @@ class ImExtract(Step):
     def _read(plane: tm.ChannelImageFile, locations: dict[tuple[int, str], str]) -> np.ndarray:
         file_map = plane.file_map
         stack = None
-        for name, index in zip(file_map["files"], file_map["planes"], strict=True):
+        series = file_map.get("series") or [0] * len(file_map["files"])
+        for name, roi, index in zip(file_map["files"], series, file_map["planes"], strict=True):
             try:
                 path = locations[(plane.acquisition_id, name)]
             except KeyError:
                 raise InvalidInputError(
                     f"microscope file {name} of image plane {plane.id} is not registered"
                 ) from None
-            pixels_ = pixels.read_plane(path, index)
+            pixels_ = pixels.read_plane(path, index, roi)
             stack = pixels_ if stack is None else np.maximum(stack, pixels_, out=stack)
         assert stack is not None
         return stack
@@ -99,7 +100,11 @@ class ImExtract(Step):
         with tm.utils.ExperimentSession(self.experiment_id) as session:
             for f in session.scalars(sa.select(tm.MicroscopeImageFile)):
                 if f.source is None:  # never delete a user's original data behind a link
-                    Path(f.location).unlink(missing_ok=True)
+                    location = Path(f.location)
+                    if location.is_dir():  # a copied OME-Zarr field image
+                        shutil.rmtree(location, ignore_errors=True)
+                    else:
+                        location.unlink(missing_ok=True)
                     session.delete(f)  # as the original: the file is gone, so is its row
 
     def delete_previous_job_output(self) -> None:
