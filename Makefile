@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python benchmarks/register_files.py
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/conversion.py
+	$(BIN)/python benchmarks/ome_zarr.py
 	$(BIN)/python benchmarks/corilla.py
 	$(BIN)/python benchmarks/pyramid.py
 	$(BIN)/python benchmarks/jterator.py

@@ -166,6 +166,13 @@ def _by_step(leaves: list[dict], runs: list[tuple[float, float]]) -> dict:
     return grouped
 
 
+def disk_bytes(path: Path) -> int:
+    """Bytes that the files under `path` (a file or a directory) take on disk, in blocks."""
+    path = Path(path)
+    files = [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file())
+    return sum(p.stat().st_blocks * 512 for p in files)
+
+
 def free_port() -> int:
     """A TCP port on the loopback interface that nobody listens on now."""
     import socket

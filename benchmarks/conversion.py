@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import fixed_cost, tm
+from common import disk_bytes, fixed_cost, tm
 
 HERE = Path(__file__).resolve().parent
 GOAL_MBPS_PER_CORE = 100.0
@@ -55,7 +55,7 @@ def raw_bytes(directory: Path) -> int:
 STEPS = ("metaextract", "metaconfig", "imextract")
 
 
-def _environment(home: Path) -> dict[str, str]:
+def environment(home: Path) -> dict[str, str]:
     """Our programs' environment: an installation in `home`, the local backend on CORES cores
     (also set in this process, whose ``common.fixed_cost`` reads the same database)."""
     env = dict(TMAPS_HOME=str(home), TMAPS_DB_URL=f"sqlite:///{home}/tm.db",
@@ -64,28 +64,39 @@ def _environment(home: Path) -> dict[str, str]:
     return dict(os.environ)
 
 
-def _new_experiment(plate: Path, env: dict[str, str], name: str) -> str:
-    eid = tm(["tm_add", "experiment", "-e", name, "-u", "bench"], env)
+def new_experiment(
+    plate: Path, env: dict[str, str], name: str, microscope_type: str = "cellvoyager"
+) -> str:
+    """A new experiment of user ``bench`` with plate ``p``, acquisition ``a`` and the files
+    of `plate` registered; its id."""
+    eid = tm(["tm_add", "experiment", "-e", name, "-u", "bench",
+              "--microscope-type", microscope_type], env)  # fmt: skip
     tm(["tm_add", "plate", "-e", eid, "-p", "p"], env)
     tm(["tm_add", "acquisition", "-e", eid, "-p", "p", "-a", "a"], env)
     tm(["tm_add", "files", "-e", eid, "-p", "p", "-a", "a", "-s", str(plate)], env)
     return eid
 
 
-def run_ours(plate: Path, home: Path, runs: int, batch_size: int | None) -> dict:
-    """Each run converts the plate into a new experiment, as a user's first conversion does
-    (a re-run of the same experiment first deletes the old planes, which is another cost)."""
-    env = _environment(home)
-    tm(["tm_add", "user", "-n", "bench", "-p", "bench", "-e", "bench@example.org"], env)
+def conversion_description(home: Path, batch_size: int | None = None) -> Path:
+    """A workflow description file in `home` with the image_conversion stage alone."""
     description = home / "wf.yaml"
     given = f"\n    batch_args: {{batch_size: {batch_size}}}" if batch_size else ""
     description.write_text(
         "type: canonical\nstages:\n- name: image_conversion\n  steps:\n"
         f"  - name: metaextract\n  - name: metaconfig\n  - name: imextract{given}\n"
     )
+    return description
+
+
+def run_ours(plate: Path, home: Path, runs: int, batch_size: int | None) -> dict:
+    """Each run converts the plate into a new experiment, as a user's first conversion does
+    (a re-run of the same experiment first deletes the old planes, which is another cost)."""
+    env = environment(home)
+    tm(["tm_add", "user", "-n", "bench", "-p", "bench", "-e", "bench@example.org"], env)
+    description = conversion_description(home, batch_size)
     seconds, fixed, cpu = [], [], 0.0
     for run in range(runs):
-        eid = _new_experiment(plate, env, f"conv{run}")
+        eid = new_experiment(plate, env, f"conv{run}")
         tm(["tm_workflow", eid, "description", "--set", str(description)], env)
         start, wall = time.time(), time.perf_counter()
         tm(["tm_workflow", eid, "submit", "-i", "60"], env)
@@ -93,7 +104,7 @@ def run_ours(plate: Path, home: Path, runs: int, batch_size: int | None) -> dict
         fixed.append(fixed_cost(int(eid), start, time.time()))
         print(f"  ours, run {run + 1}: {seconds[-1]:.1f} s (fixed {fixed[-1]['fixed_s']:.2f} s)",
               file=sys.stderr)  # fmt: skip
-        cpu = _cpu_seconds(json.loads(tm(["tm_workflow", eid, "status", "--json"], env)))
+        cpu = cpu_seconds(json.loads(tm(["tm_workflow", eid, "status", "--json"], env)))
     return {"seconds": seconds, "fixed": fixed, "cpu_seconds_last_run": round(cpu, 1)}
 
 
@@ -102,10 +113,10 @@ def run_step_by_step(plate: Path, home: Path, runs: int, batch_size: int | None)
     then ``STEP ID submit`` for metaextract, metaconfig and imextract."""
     from tmlib.workflow import manager
 
-    env = _environment(home)
+    env = environment(home)
     seconds, fixed, cpu = [], [], 0.0
     for run in range(runs):
-        eid = _new_experiment(plate, env, f"steps{run}")
+        eid = new_experiment(plate, env, f"steps{run}")
         wall, cpu, parts = time.perf_counter(), 0.0, []
         for step in STEPS:
             given = ["-b", str(batch_size)] if batch_size and step == "imextract" else []
@@ -117,7 +128,7 @@ def run_step_by_step(plate: Path, home: Path, runs: int, batch_size: int | None)
             part["init"] = round(submitted - start, 3)  # the init program, not a job here
             part["fixed_s"] = round(part["fixed_s"] + part["init"], 3)
             parts.append(part)
-            cpu += _cpu_seconds(manager.status(int(eid), step))
+            cpu += cpu_seconds(manager.status(int(eid), step))
         seconds.append(time.perf_counter() - wall)
         total = {key: round(sum(p[key] for p in parts), 3) for key in parts[0]}
         fixed.append(total)
@@ -139,9 +150,10 @@ def summarize(runs: dict, nbytes: int) -> dict:
     }
 
 
-def _cpu_seconds(node: dict) -> float:
+def cpu_seconds(node: dict) -> float:
+    """CPU seconds of the jobs in a status tree (``tm_workflow ID status --json``)."""
     own = node["cpu_time"] or 0.0 if not node["subtasks"] else 0.0
-    return own + sum(_cpu_seconds(child) for child in node["subtasks"])
+    return own + sum(cpu_seconds(child) for child in node["subtasks"])
 
 
 FRACTAL = "fractal-uzh-converters==0.7.1"
@@ -165,7 +177,7 @@ def fractal_python(choice: str) -> str | None:
 
 def run_fractal(python: str, plate: Path, workdir: Path, runs: int) -> dict:
     script = HERE / "peers" / "fractal_cellvoyager.py"
-    results = []
+    results, disk = [], 0
     for run in range(runs):
         out = workdir / f"fractal_{run}"
         proc = subprocess.run([python, str(script), str(plate), str(out)],
@@ -174,13 +186,18 @@ def run_fractal(python: str, plate: Path, workdir: Path, runs: int) -> dict:
             return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"  fractal, run {run + 1}: {results[-1]['seconds']:.1f} s", file=sys.stderr)
+        disk = disk_bytes(out)
         subprocess.run(["rm", "-rf", str(out)], check=False)
     mbps = statistics.median(r["MBps"] for r in results)
+    cpu = statistics.median(r["cpu_seconds"] for r in results)
     return {
         "peer": f"fractal-uzh-converters {results[0].get('version')}",
         "processes": 1,
         "MBps_per_process": round(mbps, 1),
         "runs": [r["seconds"] for r in results],
+        "cpu_seconds_median": round(cpu, 2),
+        "MBps_per_cpu_second": round(results[0]["raw_bytes"] / 1e6 / cpu, 1),
+        "disk_bytes": disk,
     }
 
 

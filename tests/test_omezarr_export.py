@@ -295,7 +295,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(processed, tmp_path: Pa
         ),
         "static object type": ([eid, "ome-zarr", out, "--objects", "Wells"], "Wells"),
         "no such experiment": ([9999, "ome-zarr", out], "9999"),
-        "levels": ([eid, "ome-zarr", out, "--levels", "0"], "--levels"),
+        "no levels": ([eid, "ome-zarr", out, "--levels", "0"], "levels must be between 1 and 16"),
+        "too many levels": ([eid, "ome-zarr", out, "--levels", "17"], "got 17"),
         "version": ([eid, "ome-zarr", out, "--version", "0.3"], "0.3"),
     }
     for what, (args, needle) in cases.items():

@@ -490,6 +490,8 @@ def _first_ids(experiment_id: int) -> dict[str, object]:
         ids["job_id"] = session.scalar(
             sa.select(sa.func.max(tm.Task.id)).where(tm.Task.is_collection.is_(False))
         )
+        # an export is its submitter's: a read share gets 404 for any of them
+        ids["export_id"] = session.scalar(sa.select(sa.func.max(tm.Submission.id))) or 1
     return ids
 
 

@@ -26,6 +26,7 @@ SCRIPTS: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["
 HEAVY = (
     "numpy", "scipy", "skimage", "cv2", "mahotas", "pandas", "polars", "sklearn", "h5py",
     "sqlalchemy", "flask", "requests", "tifffile", "shapely", "yaml", "PIL", "argon2",
+    "zarr", "ome_zarr", "anndata",
 )  # fmt: skip
 #: what a step's bookkeeping (init of the metadata steps, info, log, status) may not import
 IMAGE_LIBRARIES = (

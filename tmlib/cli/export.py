@@ -71,6 +71,7 @@ def main(ctx: click.Context, experiment_id: int) -> None:
 @click.option("--align", is_flag=True, help="Align cycles (align's shifts; crops to the overlap).")
 @click.option("--overwrite", is_flag=True, help="Replace plates that exist in OUT.")
 @verbosity_option
+@quiet_option
 @handle_errors
 @click.pass_context
 def ome_zarr(

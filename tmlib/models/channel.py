@@ -112,6 +112,20 @@ class ChannelImageFile(ExperimentModel):
         storage.write_plane(self.location, pixels)
 
 
+def closest_percentile(percentiles: dict[float, float], p: float) -> float:
+    """Intensity at the level of `percentiles` nearest to `p` (the lower one at a tie).
+
+    Raises
+    ------
+    ValueError
+        When `percentiles` is empty.
+    """
+    if not percentiles:
+        raise ValueError("these illumination statistics hold no percentiles")
+    level = min(sorted(percentiles), key=lambda key: abs(key - p))
+    return percentiles[level]
+
+
 @dataclass(frozen=True)
 class IllumstatsImages:
     """Illumination statistics of a channel in log10 space.
@@ -166,10 +180,7 @@ class IllumstatsImages:
         ValueError
             When no percentiles are stored.
         """
-        if not self.percentiles:
-            raise ValueError("these illumination statistics hold no percentiles")
-        level = min(sorted(self.percentiles), key=lambda key: abs(key - p))
-        return self.percentiles[level]
+        return closest_percentile(self.percentiles, p)
 
 
 class IllumstatsFile(ExperimentModel):
@@ -200,13 +211,18 @@ class IllumstatsFile(ExperimentModel):
         IllumstatsImages
         """
         path = self.location
-        keys = storage.read_dataset(path, "percentiles/keys")
-        values = storage.read_dataset(path, "percentiles/values")
         return IllumstatsImages(
             mean=storage.read_dataset(path, "mean"),
             std=storage.read_dataset(path, "std"),
-            percentiles={float(k): float(v) for k, v in zip(keys, values, strict=True)},
+            percentiles=self.get_percentiles(),
         )
+
+    def get_percentiles(self) -> dict[float, float]:
+        """Only the intensity percentiles (level in [0, 100] to intensity), without
+        reading the statistics images."""
+        keys = storage.read_dataset(self.location, "percentiles/keys")
+        values = storage.read_dataset(self.location, "percentiles/values")
+        return {float(k): float(v) for k, v in zip(keys, values, strict=True)}
 
     def put(self, stats: IllumstatsImages) -> None:
         """Write the statistics atomically (temp file + rename; replaces an earlier file)."""

@@ -43,14 +43,13 @@ from tmlib.errors import InvalidInputError, NotFoundError
 from tmlib.omezarr import layout
 from tmlib.plates import PLATE_DIMENSIONS, well_coordinates
 from tmlib.progress import Progress
-from tmlib.segmentations import STATIC_TYPE_NAMES, get_segmentation
 from tmlib.temporaries import remove_stale_temporaries, temporary_directory
 
 if TYPE_CHECKING:
     import zarr
     from sqlalchemy.orm import Session
 
-__all__ = ["ExportOptions", "export_experiment", "plate_filename"]
+__all__ = ["ExportOptions", "export_experiment", "plate_filename", "validate"]
 
 logger = logging.getLogger(__name__)
 
@@ -194,13 +193,27 @@ def export_experiment(
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries([out])  # what killed exports left
     written = []
-    with Progress("export", files=plan.plane_count(), unit="plane", enabled=progress) as bar:
+    with (
+        Progress("export", files=plan.plane_count(), unit="plane", enabled=progress) as bar,
+        layout.single_threaded_codecs(),
+    ):
         for plate in plan.plates:
             written.append(_write_plate(plan, plate, bar))
     return written
 
 
 # ---------------------------------------------------------------------- plan
+
+
+def validate(experiment_id: int, out: str | os.PathLike, options: ExportOptions) -> None:
+    """Check everything :func:`export_experiment` checks before it writes, writing nothing.
+
+    Raises
+    ------
+    InvalidInputError, NotFoundError
+        As :func:`export_experiment`.
+    """
+    _plan(experiment_id, Path(out).expanduser().absolute(), options)
 
 
 def _plan(experiment_id: int, out: Path, options: ExportOptions) -> _Plan:
@@ -235,6 +248,7 @@ def _plan(experiment_id: int, out: Path, options: ExportOptions) -> _Plan:
 
 def _channels(session: Session, correct: bool) -> list[_Channel]:
     from tmlib.illumination import Correction
+    from tmlib.models.channel import closest_percentile
 
     channels = session.scalars(sa.select(tm.Channel).order_by(tm.Channel.id)).all()
     result = []
@@ -242,24 +256,33 @@ def _channels(session: Session, correct: bool) -> list[_Channel]:
         top = float((1 << channel.bit_depth) - 1)
         window = {"min": 0.0, "max": top, "start": 0.0, "end": top}
         stats_file = channel.illumstats_file
-        stats = None
-        if stats_file is not None and Path(stats_file.location).is_file():
-            stats = stats_file.get()
-            if stats.percentiles:
-                low, high = (stats.closest_percentile(p) for p in WINDOW_PERCENTILES)
-                window.update(start=float(low), end=float(max(high, low + 1)))
-        elif correct:
+        has_stats = stats_file is not None and Path(stats_file.location).is_file()
+        if correct and not has_stats:
             raise InvalidInputError(
                 f"channel {channel.name!r} has no illumination statistics: run corilla first "
                 "or leave out --correct"
             )
+        correction = None
+        if has_stats:
+            if correct:  # the statistics images too: tens of MB, read only when needed
+                stats = stats_file.get()
+                correction = Correction.from_stats(stats.smoothed())
+                percentiles = stats.percentiles
+            else:
+                percentiles = stats_file.get_percentiles()
+            if percentiles:
+                low, high = (closest_percentile(percentiles, p) for p in WINDOW_PERCENTILES)
+                window.update(start=float(low), end=float(max(high, low + 1)))
         color = "FFFFFF" if len(channels) == 1 else layout.CHANNEL_COLORS[index % 7]
-        correction = Correction.from_stats(stats.smoothed()) if correct and stats else None
         result.append(_Channel(channel.id, channel.name, color, window, correction))
     return result
 
 
 def _object_types(session: Session, options: ExportOptions) -> dict[str, int]:
+    if not options.objects and not options.features:
+        return {}
+    from tmlib.segmentations import STATIC_TYPE_NAMES
+
     # objects segmented in sites; not the static Plates, Wells and Sites
     kinds = dict(
         session.execute(
@@ -332,7 +355,7 @@ def _write_plate(plan: _Plan, plate: _Plate, bar: Progress) -> Path:
     tmp = temporary_directory(plate.target)
     try:
         root = zarr.open_group(tmp, mode="w", zarr_format=fmt.zarr_format)
-        wells = [f"{r}/{c}" for r, c in map(layout.split_well_name, plate.wells)]
+        wells = [layout.well_path(name) for name in plate.wells]
         write_plate_metadata(
             root,
             plate.rows,
@@ -492,11 +515,12 @@ def _write_field(
         for c, channel in enumerate(plan.channels):
             for z in range(sizes["z"]):
                 index = _index(axes, t, c, z)
-                pixels = _read_plane(plan, site, channel, planes.get((t, c, z))).astype(dtype)
+                pixels = _read_plane(plan, site, channel, planes.get((t, c, z)))
+                pixels = pixels.astype(dtype, copy=False)
                 for level, array in enumerate(arrays):
                     if level:
                         pixels = layout.downscale(pixels)
-                    array[index] = pixels
+                    layout.write_plane(array, index, pixels)
                 bar.advance(1, height * width * dtype.itemsize)
     write_multiscales_metadata(
         image,
@@ -540,6 +564,8 @@ def _write_labels(
     """Each exported object type as a label image of the field, and its features as a table."""
     from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
+    from tmlib.segmentations import get_segmentation
+
     axes = [a for a in plan.axes if a != "c"]
     shape = (*(len(plan.tpoints if a == "t" else plan.zplanes) for a in axes[:-2]),
              *_field_shape(site, plan.options.align))  # fmt: skip
@@ -559,7 +585,7 @@ def _write_labels(
                 for level, array in enumerate(arrays):
                     if level:
                         labels = layout.downscale_labels(labels)
-                    array[index] = labels
+                    layout.write_plane(array, index, labels)
         write_multiscales_metadata(
             group,
             _datasets(plan, axes, levels, position),

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from tmlib.errors import InvalidInputError
 from tmlib.lazy import lazy_import
-from tmlib.microscopes.base import normalize_well
+from tmlib.omezarr.layout import NGFF_VERSIONS, ome_attributes, parse_well_path, well_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,7 +76,7 @@ __all__ = [
 ]
 
 #: NGFF versions this module reads
-SUPPORTED_VERSIONS = ("0.4", "0.5")
+SUPPORTED_VERSIONS = tuple(NGFF_VERSIONS)
 #: Fractal's table of the fields of view of a stitched well image
 FOV_TABLE = "FOV_ROI_table"
 #: axes that index planes, in the order NGFF puts them
@@ -100,42 +100,6 @@ _MAX_TYPE_NAME = 50
 
 
 # ----------------------------------------------------------------- well names
-
-
-def parse_well_path(path: str) -> str:
-    """TissueMAPS well name of an NGFF well path: ``B/03``, ``B/3``, ``b/003`` -> ``B03``.
-
-    Parameters
-    ----------
-    path : str
-        ``<row>/<column>``: one row letter and a column number 1..99.
-
-    Returns
-    -------
-    str
-        Uppercase row letter and two-digit column.
-
-    Raises
-    ------
-    ValueError
-        If `path` is not of that form.
-    """
-    parts = path.strip("/").split("/")
-    if len(parts) != 2 or not parts[1].isdigit():
-        raise ValueError(f"{path!r} is not a well path like B/03")
-    return normalize_well(parts[0] + parts[1])
-
-
-def well_path(well: str) -> str:
-    """NGFF well path of a TissueMAPS well name: ``B03`` -> ``B/03``.
-
-    Raises
-    ------
-    ValueError
-        If `well` is not a well name like ``A01``.
-    """
-    name = normalize_well(well)
-    return f"{name[0]}/{name[1:]}"
 
 
 def field_name(location: str | os.PathLike) -> str:
@@ -316,15 +280,6 @@ def _zarr_format(group: zarr.Group) -> int:
     return int(group.metadata.zarr_format)
 
 
-def ome_attributes(group: zarr.Group) -> dict[str, Any]:
-    """The NGFF metadata of a group: ``attributes.ome`` (Zarr v3) or ``.zattrs`` (v2)."""
-    attrs = dict(group.attrs)
-    if _zarr_format(group) == 3:
-        ome = attrs.get("ome")
-        return dict(ome) if isinstance(ome, Mapping) else {}
-    return attrs
-
-
 def _version(attrs: Mapping[str, Any], key: str) -> str | None:
     """NGFF version of the metadata object `key` (0.5: ``ome.version``, 0.4: inside it)."""
     if "version" in attrs:
@@ -346,7 +301,7 @@ def _check_version(version: str | None, zarr_format: int, where: Path) -> str:
             f"{where}: OME-Zarr (NGFF) version {version} is not supported; "
             f"supported: {', '.join(SUPPORTED_VERSIONS)}"
         )
-    expected = 3 if version == "0.5" else 2
+    expected = NGFF_VERSIONS[version]
     if zarr_format != expected:
         raise InvalidInputError(
             f"{where}: NGFF {version} must be stored as Zarr v{expected}, found Zarr v{zarr_format}"

@@ -882,8 +882,42 @@ def stop_experiment(experiment_id: int, timeout: float | None = None) -> int:
         When processes are still there after SIGKILL (they cannot be ended:
         the experiment must not be removed).
     """
+    return stop_submissions(
+        _submission_ids(experiment_id), timeout, what=f"experiment {experiment_id}"
+    )
+
+
+def stop_submissions(
+    submission_ids: list[int], timeout: float | None = None, what: str = "the submissions"
+) -> int:
+    """Stop every process of the submissions `submission_ids` and return once all ended.
+
+    What :func:`stop_experiment` does for all of an experiment's submissions,
+    for some of them: SIGTERM to live engines and running jobs, SIGKILL to
+    what still runs after `timeout` seconds, trees left open marked failed.
+
+    Parameters
+    ----------
+    submission_ids : list of int
+    timeout : float, optional
+        Seconds to wait after SIGTERM (default :data:`STOP_TIMEOUT`).
+    what : str
+        What the submissions are, for the error message.
+
+    Returns
+    -------
+    int
+        How many processes were running.
+
+    Raises
+    ------
+    NotFoundError
+        When a submission does not exist.
+    RuntimeError
+        When processes are still there after SIGKILL.
+    """
     timeout = STOP_TIMEOUT if timeout is None else timeout
-    submissions = _submission_ids(experiment_id)
+    submissions = list(submission_ids)
     engines, jobs, spawners = _submission_processes(submissions)
     found = {**procs.tree(engines), **procs.tree(spawners), **jobs}
     if found:
@@ -894,9 +928,7 @@ def stop_experiment(experiment_id: int, timeout: float | None = None) -> int:
             procs.kill_all(left, signal.SIGKILL)
             left = _wait_for_processes(left, {}, _KILL_WAIT)
         if left:
-            raise RuntimeError(
-                f"processes {sorted(left)} of experiment {experiment_id} survived SIGKILL"
-            )
+            raise RuntimeError(f"processes {sorted(left)} of {what} survived SIGKILL")
     for submission_id in submissions:
         _mark_stopped(submission_id)
     return len(found)

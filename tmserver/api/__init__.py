@@ -8,6 +8,7 @@ api = Api("api", "/api")
 from tmserver.api import (  # noqa: E402, F401
     channels,
     experiments,
+    exports,
     features,
     layout,
     mapobjects,
