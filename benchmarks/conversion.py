@@ -175,19 +175,22 @@ def fractal_python(choice: str) -> str | None:
     return str(python)
 
 
-def run_fractal(python: str, plate: Path, workdir: Path, runs: int) -> dict:
+def fractal_run(python: str, plate: Path, out: Path) -> dict:
+    """One conversion of `plate` into `out` by the peer (its JSON result, plus the bytes it
+    wrote as ``disk_bytes``); `out` is removed afterwards. Raises RuntimeError if it fails."""
     script = HERE / "peers" / "fractal_cellvoyager.py"
-    results, disk = [], 0
-    for run in range(runs):
-        out = workdir / f"fractal_{run}"
-        proc = subprocess.run([python, str(script), str(plate), str(out)],
-                              capture_output=True, text=True)  # fmt: skip
-        if proc.returncode != 0:
-            return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(f"  fractal, run {run + 1}: {results[-1]['seconds']:.1f} s", file=sys.stderr)
-        disk = disk_bytes(out)
-        subprocess.run(["rm", "-rf", str(out)], check=False)
+    proc = subprocess.run([python, str(script), str(plate), str(out)],
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["disk_bytes"] = disk_bytes(out)
+    subprocess.run(["rm", "-rf", str(out)], check=False)
+    return result
+
+
+def summarize_fractal(results: list[dict]) -> dict:
+    """The peer's runs: medians of MB/s and CPU seconds (one process, one core)."""
     mbps = statistics.median(r["MBps"] for r in results)
     cpu = statistics.median(r["cpu_seconds"] for r in results)
     return {
@@ -195,10 +198,22 @@ def run_fractal(python: str, plate: Path, workdir: Path, runs: int) -> dict:
         "processes": 1,
         "MBps_per_process": round(mbps, 1),
         "runs": [r["seconds"] for r in results],
+        "cpu_seconds": [round(r["cpu_seconds"], 2) for r in results],
         "cpu_seconds_median": round(cpu, 2),
         "MBps_per_cpu_second": round(results[0]["raw_bytes"] / 1e6 / cpu, 1),
-        "disk_bytes": disk,
+        "disk_bytes": results[-1]["disk_bytes"],
     }
+
+
+def run_fractal(python: str, plate: Path, workdir: Path, runs: int) -> dict:
+    results = []
+    for run in range(runs):
+        try:
+            results.append(fractal_run(python, plate, workdir / f"fractal_{run}"))
+        except RuntimeError as err:
+            return {"error": str(err)}
+        print(f"  fractal, run {run + 1}: {results[-1]['seconds']:.1f} s", file=sys.stderr)
+    return summarize_fractal(results)
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ with tm.utils.ExperimentSession($EXPERIMENT_ID) as s:
     print(s.scalars(sa.select(tm.Channel.name).order_by(tm.Channel.id)).first())")
 run illuminati "$EXPERIMENT_ID" export --channel "$CHANNEL" -o "$TMAPS_HOME/overview.png"
 run jterator "$EXPERIMENT_ID" export-features --objects Cells -o "$TMAPS_HOME/cells.csv"
+run tm_export "$EXPERIMENT_ID" ome-zarr "$TMAPS_HOME/ome-zarr" --objects Nuclei --objects Cells --features
 
 printf '\nWhat was produced:\n'
 python - "$EXPERIMENT_ID" <<'PY'
@@ -112,6 +113,7 @@ Look at the data from Python (see README.md, "Using the library"):
     >>> with tm.utils.ExperimentSession($EXPERIMENT_ID) as s: ...
 The whole mosaic of channel $CHANNEL, as the viewer will show it: $TMAPS_HOME/overview.png
 Features of every cell (one row per cell): $TMAPS_HOME/cells.csv
+The plate as OME-Zarr with labels and feature tables, for napari, vizarr or Fractal: $TMAPS_HOME/ome-zarr/plate01.zarr
 Downloaded through the server: $TMAPS_HOME/download/
 The pipeline that found them: $TMAPS_HOME/experiments/experiment_$EXPERIMENT_ID/workflow/jterator/pipeline.yaml
 EOT

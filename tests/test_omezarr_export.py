@@ -487,3 +487,28 @@ def fields_channels(plate: Path) -> list[tuple[int, str]]:
     field = next(iter(fields(plate).values()))
     omero = zarr.open_group(field, mode="r").attrs["ome"]["omero"]["channels"]
     return list(enumerate(c["label"] for c in omero))
+
+
+def test_what_napari_ome_zarr_shows_of_the_plate(processed, exported):
+    """napari-ome-zarr reads plates through ome-zarr-py's Reader: one layer per channel with
+    its name, colour and window over the plate grid, and the first field's label images."""
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Plate, Reader
+
+    plate = next(iter(Reader(parse_url(str(exported)))()))
+    assert plate.load(Plate) is not None
+    meta = plate.metadata
+    with tm.utils.ExperimentSession(processed.experiment_id) as session:
+        rows = session.scalars(sa.select(tm.Channel).order_by(tm.Channel.id)).all()
+        windows = [[r.illumstats_file.get_percentiles()[p] for p in (0.1, 99.9)] for r in rows]
+        assert meta["channel_names"] == [r.name for r in rows]
+        height, width = (
+            session.scalars(sa.select(tm.Site.height)).first(),
+            session.scalars(sa.select(tm.Site.width)).first(),
+        )
+    assert meta["colormap"] == [[[0, 0, 0], [1.0, 0.0, 0.0]], [[0, 0, 0], [0.0, 1.0, 0.0]]]
+    assert meta["contrast_limits"] == windows
+    assert plate.data[0].shape == (2, 16 * height, 24 * width)  # the 384-well grid
+    first = fields(exported)[min(fields(exported))]
+    _, _, labels = read_field(first)
+    assert sorted(n.metadata["name"] for n in labels) == list(OBJECT_TYPES)

@@ -104,16 +104,19 @@ def _sleeper(experiment_id: int, out: Path, request: dict) -> list[str]:
     return [sys.executable, "-c", script, str(out)]
 
 
-def _running_sleeper(server, monkeypatch, experiment_id: int) -> tuple[dict, int]:
-    """Start a sleeping export; returns it (running) and its job's pid."""
+def _running_sleeper(
+    server, monkeypatch, experiment_id: int, user: str = "alice"
+) -> tuple[dict, int]:
+    """Start a sleeping export of `user`; returns it (running) and its job's pid."""
     monkeypatch.setattr(exports, "export_command", _sleeper)
-    export = _start(server, experiment_id)
+    export = _start(server, experiment_id, user=user)
     pid_file = Path(export["path"]) / "pid"
     running = _wait(
         server,
         experiment_id,
         export["id"],
         lambda e: e["state"] == "RUNNING" and pid_file.is_file() and pid_file.read_text(),
+        user=user,
     )
     return running, int(pid_file.read_text())
 
@@ -264,3 +267,17 @@ def test_deleting_the_experiment_stops_and_removes_its_exports(server, experimen
         left = session.scalars(sa.select(tm.Submission).where(tm.Submission.id.in_(ids))).all()
     assert left == []
     _error(server.get(f"/api/experiments/{experiment}/exports/{done['id']}"), 404)
+
+
+def test_withdrawing_access_stops_and_removes_the_users_exports(server, experiment, monkeypatch):
+    """carol's exports go with her access; alice's stay."""
+    registry.share_experiment(experiment, "carol", write_access=True)
+    real_export = exports.export_command
+    hers, pid = _running_sleeper(server, monkeypatch, experiment, user="carol")
+    monkeypatch.setattr(exports, "export_command", real_export)
+    mine = _wait(server, experiment, _start(server, experiment, levels=1)["id"], _finished)
+    registry.unshare_experiment(experiment, "carol")
+    assert _ended(pid)
+    assert not Path(hers["path"]).exists()
+    assert [str(e["id"]) for e in exports.list_exports(experiment, None)] == [mine["id"]]
+    assert Path(mine["plates"][0]).is_dir()

@@ -53,6 +53,7 @@ __all__ = [
     "FORMATS",
     "PROGRAM",
     "delete_export",
+    "delete_user_exports",
     "export_command",
     "export_log",
     "exports_location",
@@ -80,11 +81,7 @@ def exports_location(experiment_id: int) -> Path:
     NotFoundError
         When the experiment does not exist.
     """
-    with tm.utils.MainSession() as session:
-        ref = session.get(tm.ExperimentReference, experiment_id)
-        if ref is None:
-            raise NotFoundError(f"experiment {experiment_id} does not exist")
-        return Path(ref.location) / "exports"
+    return tm.utils.experiment_location(experiment_id) / "exports"
 
 
 def _output_path(location: Path, token: str) -> Path:
@@ -451,8 +448,8 @@ def delete_export(experiment_id: int, export_id: int, user_id: int | None) -> No
 
     export = get_export(experiment_id, export_id, user_id)
     manager.stop_submissions([export_id], what=f"export {export_id}")
+    location = tm.utils.experiment_location(experiment_id)
     with tm.utils.MainSession() as session:
-        location = Path(session.get(tm.ExperimentReference, experiment_id).location)
         session.execute(sa.delete(tm.Task).where(tm.Task.submission_id == export_id))
         session.execute(sa.delete(tm.Submission).where(tm.Submission.id == export_id))
     manager.engine_log_path(location, PROGRAM, export_id).unlink(missing_ok=True)
@@ -466,3 +463,20 @@ def delete_export(experiment_id: int, export_id: int, user_id: int | None) -> No
             break
         shutil.rmtree(path, ignore_errors=True)
     logger.info("deleted export %d of experiment %d", export_id, experiment_id)
+
+
+def delete_user_exports(experiment_id: int, user_id: int) -> int:
+    """Stop and remove every export of the experiment that `user_id` submitted.
+
+    What withdrawing a user's access does to the exports nobody can reach
+    any more (:func:`tmlib.registry.unshare_experiment`).
+
+    Returns
+    -------
+    int
+        How many exports were removed.
+    """
+    found = list_exports(experiment_id, user_id)
+    for export in found:
+        delete_export(experiment_id, int(export["id"]), user_id)
+    return len(found)

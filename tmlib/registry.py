@@ -681,17 +681,24 @@ def share_experiment(
 def unshare_experiment(experiment_id: int, user: str, db_url: str | None = None) -> None:
     """Withdraw a user's access to an experiment.
 
+    The user's exports of the experiment (:mod:`tmlib.exports`), which
+    nobody could reach any more, are stopped and removed.
+
     Raises
     ------
     NotFoundError
         When the experiment is not shared with `user`.
     """
+    from tmlib import exports
+
     with tm.utils.MainSession(db_url) as session:
         target = find_user(session, user)
         share = _share(session, experiment_id, target.id)
         if share is None:
             raise NotFoundError(f"experiment {experiment_id} is not shared with user {user!r}")
         session.delete(share)
+        user_id = target.id
+    exports.delete_user_exports(experiment_id, user_id)
 
 
 # --- plates and acquisitions by id (the server's rename and delete) ----------

@@ -57,11 +57,7 @@ def project_location(experiment_id: int) -> Path:
     NotFoundError
         When the experiment does not exist.
     """
-    with tm.utils.MainSession() as session:
-        ref = session.get(tm.ExperimentReference, experiment_id)
-        if ref is None:
-            raise NotFoundError(f"experiment {experiment_id} does not exist")
-        return Path(ref.location) / "workflow" / "jterator"
+    return tm.utils.experiment_location(experiment_id) / "workflow" / "jterator"
 
 
 def channel_names(experiment_id: int) -> list[str]:

@@ -259,14 +259,21 @@ def experiment_db_path(location: str | os.PathLike) -> Path:
     return Path(location) / "experiment.db"
 
 
-def _experiment_location(url: str, experiment_id: int) -> str:
+def experiment_location(experiment_id: int, url: str | None = None) -> Path:
+    """The experiment's directory (``ExperimentReference.location``).
+
+    Raises
+    ------
+    NotFoundError
+        When the experiment does not exist.
+    """
     from tmlib.models.main import ExperimentReference
 
     with Session(main_engine(url)) as session:
         ref = session.get(ExperimentReference, experiment_id)
         if ref is None:
             raise NotFoundError(f"experiment {experiment_id} does not exist")
-        return ref.location
+        return Path(ref.location)
 
 
 def _gone(experiment_id: int) -> NotFoundError:
@@ -351,7 +358,7 @@ def experiment_engine(experiment_id: int, url: str | None = None) -> Engine:
             return cached.engine
         forget_experiment_engine(experiment_id, url)
     base = main_engine(url)
-    location = _experiment_location(url, experiment_id)
+    location = experiment_location(experiment_id, url)
     if base.dialect.name == "postgresql":
         schema = experiment_schema(experiment_id)
         cached = _Cached(base.execution_options(schema_translate_map={None: schema}))
@@ -390,7 +397,7 @@ def _schema_exists(conn: sa.Connection, schema: str) -> bool:
 
 def _reference_exists(url: str, experiment_id: int) -> bool:
     try:
-        _experiment_location(url, experiment_id)
+        experiment_location(experiment_id, url)
     except NotFoundError:
         return False
     return True

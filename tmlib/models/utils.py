@@ -5,6 +5,7 @@ from tmlib.models.session import (
     MainSession,
     dispose_engines,
     experiment_engine,
+    experiment_location,
     main_engine,
     use_job_connections,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "MainSession",
     "dispose_engines",
     "experiment_engine",
+    "experiment_location",
     "main_engine",
     "use_job_connections",
 ]

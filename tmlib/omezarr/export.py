@@ -29,9 +29,10 @@ import logging
 import os
 import re
 import shutil
+import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ import sqlalchemy as sa
 
 import tmlib.models as tm
 from tmlib.errors import InvalidInputError, NotFoundError
-from tmlib.omezarr import layout
+from tmlib.omezarr import layout, metadata
 from tmlib.plates import PLATE_DIMENSIONS, well_coordinates
 from tmlib.progress import Progress
 from tmlib.temporaries import remove_stale_temporaries, temporary_directory
@@ -132,6 +133,8 @@ class _Plan:
     zplanes: list[int]
     kinds: dict[str, int]  # exported object types: name → id
     plates: list[_Plate]
+    #: zarr's metadata of the levels of each shape of array (see _level_metadata)
+    array_metadata: dict[tuple, list[Any]] = field(default_factory=dict)
 
     @property
     def axes(self) -> list[str]:
@@ -186,6 +189,7 @@ def export_experiment(
     NotFoundError
         When the experiment does not exist.
     """
+    started, cpu = time.perf_counter(), time.process_time()
     out = Path(out).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"output {out} exists and is no directory")
@@ -199,6 +203,13 @@ def export_experiment(
     ):
         for plate in plan.plates:
             written.append(_write_plate(plan, plate, bar))
+    logger.info(
+        "exported %d planes (%.1f MB of pixels) in %.2f s, %.2f CPU s",
+        bar.files_done,
+        bar.bytes_done / 1e6,
+        time.perf_counter() - started,
+        time.process_time() - cpu,
+    )
     return written
 
 
@@ -235,7 +246,7 @@ def _plan(experiment_id: int, out: Path, options: ExportOptions) -> _Plan:
         plates = _plates(session, out, experiment.plate_format, options.overwrite)
         layout.level_count(1, 1, options.levels)  # checks the number
         return _Plan(
-            options=ExportOptions(**{**options.__dict__, "version": version}),
+            options=replace(options, version=version),
             experiment_id=experiment_id,
             pixel_size=experiment.pixel_size_um,
             channels=channels,
@@ -348,30 +359,20 @@ def _plates(session: Session, out: Path, plate_format: int, overwrite: bool) -> 
 
 
 def _write_plate(plan: _Plan, plate: _Plate, bar: Progress) -> Path:
-    import zarr
-    from ome_zarr.writer import write_plate_metadata, write_well_metadata
-
-    fmt = layout.ngff_format(plan.options.version)
+    version = plan.options.version
     tmp = temporary_directory(plate.target)
     try:
-        root = zarr.open_group(tmp, mode="w", zarr_format=fmt.zarr_format)
         wells = [layout.well_path(name) for name in plate.wells]
-        write_plate_metadata(
-            root,
-            plate.rows,
-            plate.columns,
-            wells,
-            fmt=fmt,
-            field_count=max(len(s) for s in plate.wells.values()),
-            name=plate.name,
-        )
+        field_count = max(len(s) for s in plate.wells.values())
+        nodes = {"": metadata.plate(version, plate.name, plate.rows, plate.columns, wells,
+                                    field_count)}  # fmt: skip
         for sites, path in zip(plate.wells.values(), wells, strict=True):
-            well = root.require_group(path)
-            write_well_metadata(well, [str(i) for i in range(len(sites))], fmt=fmt)
+            nodes[path] = metadata.well(version, [str(i) for i in range(len(sites))])
+        _create(plan, tmp, nodes)  # row groups come with the wells
+        for sites, path in zip(plate.wells.values(), wells, strict=True):
             planes = _well_planes(plan, [s.id for s in sites])
             for index, site in enumerate(sites):
-                image = well.create_group(str(index))
-                _write_field(plan, image, site, planes.get(site.id, {}), bar)
+                _write_field(plan, tmp / path / str(index), site, planes.get(site.id, {}), bar)
         _replace(tmp, plate.target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -392,17 +393,14 @@ def _replace(tmp: Path, target: Path) -> None:
 
 
 def _well_planes(plan: _Plan, site_ids: Sequence[int]) -> dict[int, dict[tuple, tuple]]:
-    """site id → (t, c, z) index → (plane path, cycle id), in one short session per well."""
+    """site id → (t, c, z) index → (plane path, its shift (y, x) in its cycle), in one short
+    session per well; shifts are (0, 0) unless the export aligns."""
     channel_index = {c.id: i for i, c in enumerate(plan.channels)}
     t_index = {t: i for i, t in enumerate(plan.tpoints)}
     z_index = {z: i for i, z in enumerate(plan.zplanes)}
     result: dict[int, dict[tuple, tuple]] = defaultdict(dict)
     with tm.utils.ExperimentSession(plan.experiment_id) as session:
-        for f in session.scalars(
-            sa.select(tm.ChannelImageFile).where(tm.ChannelImageFile.site_id.in_(site_ids))
-        ):
-            key = (t_index[f.tpoint], channel_index[f.channel_id], z_index[f.zplane])
-            result[f.site_id][key] = (f.location, f.cycle_id)
+        shifts = {}
         if plan.options.align:
             shifts = {
                 (s.site_id, s.cycle_id): (s.y, s.x)
@@ -410,9 +408,11 @@ def _well_planes(plan: _Plan, site_ids: Sequence[int]) -> dict[int, dict[tuple, 
                     sa.select(tm.SiteShift).where(tm.SiteShift.site_id.in_(site_ids))
                 )
             }
-            for site_id, planes in result.items():
-                for key, (path, cycle_id) in planes.items():
-                    planes[key] = (path, shifts.get((site_id, cycle_id), (0, 0)))
+        for f in session.scalars(
+            sa.select(tm.ChannelImageFile).where(tm.ChannelImageFile.site_id.in_(site_ids))
+        ):
+            key = (t_index[f.tpoint], channel_index[f.channel_id], z_index[f.zplane])
+            result[f.site_id][key] = (f.location, shifts.get((f.site_id, f.cycle_id), (0, 0)))
     return result
 
 
@@ -438,79 +438,96 @@ def _read_plane(plan: _Plan, site: _Site, channel: _Channel, entry: tuple | None
     return np.ascontiguousarray(pixels)
 
 
-def _scales(plan: _Plan, axes: list[str], levels: int) -> list[list[float]]:
+def _levels(
+    plan: _Plan, axes: list[str], levels: int, position: tuple[float, float]
+) -> list[metadata.Level]:
+    """Each level's scale (the pixel size, doubling) and translation (the field's place in
+    its well), along `axes`."""
     size = plan.pixel_size or 1.0
-    return [[size * 2**level if a in "yx" else 1.0 for a in axes] for level in range(levels)]
-
-
-def _datasets(plan: _Plan, axes: list[str], levels: int, position: tuple[float, float]) -> list:
-    """Each level's path and transformations: its scale and the field's place in the well."""
     offset = [position[0] if a == "y" else position[1] if a == "x" else 0.0 for a in axes]
     return [
-        {
-            "path": str(level),
-            "coordinateTransformations": [
-                {"type": "scale", "scale": scale},
-                {"type": "translation", "translation": offset},
-            ],
-        }
-        for level, scale in enumerate(_scales(plan, axes, levels))
+        ([size * 2**level if a in "yx" else 1.0 for a in axes], offset) for level in range(levels)
     ]
 
 
-def _axes_metadata(plan: _Plan, axes: list[str]) -> list[dict[str, str]]:
-    kinds = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
-    result = []
-    for a in axes:
-        entry = {"name": a, "type": kinds[a]}
-        if a in "yx" and plan.pixel_size:
-            entry["unit"] = "micrometer"
-        result.append(entry)
-    return result
-
-
-def _level_arrays(
-    group: zarr.Group,
-    plan: _Plan,
-    shape: tuple[int, ...],
-    axes: list[str],
-    levels: int,
-    dtype: np.dtype,
-) -> list[zarr.Array]:
-    """The empty arrays of a multiscale image: level ``l`` has 2**l times fewer rows and columns."""
-    arrays = []
-    for level in range(levels):
-        height, width = shape[-2:]
-        chunks = (*([1] * (len(shape) - 2)), min(height, _CHUNK_SIDE), min(width, _CHUNK_SIDE))
-        arrays.append(
-            group.create_array(
+def _level_metadata(
+    plan: _Plan, shape: tuple[int, ...], axes: list[str], levels: int, dtype: np.dtype
+) -> list[Any]:
+    """zarr's metadata of the arrays of a multiscale image (level ``l`` has 2**l times fewer
+    rows and columns), made once per shape and reused by every field of that shape."""
+    key = (shape, tuple(axes), levels, dtype.str)
+    if key not in plan.array_metadata:
+        memory = _in_memory(plan)
+        found = []
+        for level in range(levels):
+            height, width = shape[-2:]
+            chunks = (*([1] * (len(shape) - 2)), min(height, _CHUNK_SIDE), min(width, _CHUNK_SIDE))
+            array = memory.create_array(
                 str(level),
                 shape=shape,
                 dimension_names=axes if plan.options.version != "0.4" else None,
                 **layout.array_options(plan.options.version, dtype, chunks),
             )
-        )
-        shape = (*shape[:-2], (height + 1) // 2, (width + 1) // 2)
-    return arrays
+            found.append(array.metadata)
+            shape = (*shape[:-2], (height + 1) // 2, (width + 1) // 2)
+        plan.array_metadata[key] = found
+    return plan.array_metadata[key]
+
+
+def _zarr_format(plan: _Plan) -> int:
+    return layout.NGFF_VERSIONS[plan.options.version]
+
+
+def _in_memory(plan: _Plan) -> zarr.Group:
+    """A new group in memory, where metadata are written before they go to disk at once."""
+    import zarr
+    from zarr.storage import MemoryStore
+
+    return zarr.open_group(MemoryStore(), mode="w", zarr_format=_zarr_format(plan))
+
+
+def _create(plan: _Plan, directory: Path, nodes: dict[str, Any]) -> dict[str, Any]:
+    """Create groups and arrays below `directory` in one go (``zarr.create_hierarchy``):
+    one round trip to zarr's I/O thread for a field instead of one per node, which cost
+    more than a level's pixels. Returns the nodes by path (``""``: the top group)."""
+    import zarr
+    from zarr.core.group import GroupMetadata
+    from zarr.storage import LocalStore
+
+    parsed = {
+        path: GroupMetadata(attributes=node, zarr_format=_zarr_format(plan))
+        if isinstance(node, dict)
+        else node
+        for path, node in nodes.items()
+    }
+    return dict(zarr.create_hierarchy(store=LocalStore(directory), nodes=parsed))
 
 
 def _write_field(
-    plan: _Plan, image: zarr.Group, site: _Site, planes: dict[tuple, tuple], bar: Progress
+    plan: _Plan, directory: Path, site: _Site, planes: dict[tuple, tuple], bar: Progress
 ) -> None:
-    from ome_zarr.writer import write_multiscales_metadata
-
-    fmt = layout.ngff_format(plan.options.version)
+    """The site's planes as a multiscale image in `directory` (created), then its labels."""
     axes = plan.axes
     height, width = _field_shape(site, plan.options.align)
     levels = layout.level_count(height, width, plan.options.levels)
     sizes = {"t": len(plan.tpoints), "c": len(plan.channels), "z": len(plan.zplanes)}
     shape = (*(sizes[a] for a in axes[:-2]), height, width)
-    position = (
-        site.y * height * (plan.pixel_size or 1.0),
-        site.x * width * (plan.pixel_size or 1.0),
-    )
+    # the grid's spacing is the sites' full size, aligned or not
+    size = plan.pixel_size or 1.0
+    position = (site.y * site.height * size, site.x * site.width * size)
     dtype = np.dtype(np.uint8 if all(c.window["max"] <= 255 for c in plan.channels) else np.uint16)
-    arrays = _level_arrays(image, plan, shape, axes, levels, dtype)
+    attributes = metadata.image(
+        plan.options.version,
+        axes,
+        _levels(plan, axes, levels, position),
+        units=plan.pixel_size is not None,
+        name=f"site y{site.y:03d} x{site.x:03d}",
+        channels=_omero_channels(plan),
+    )
+    arrays = _level_metadata(plan, shape, axes, levels, dtype)
+    nodes = {"": attributes, **{str(level): m for level, m in enumerate(arrays)}}
+    nodes = _create(plan, directory, nodes)
+    arrays = [nodes[str(level)] for level in range(levels)]
     for t in range(sizes["t"]):
         for c, channel in enumerate(plan.channels):
             for z in range(sizes["z"]):
@@ -522,16 +539,10 @@ def _write_field(
                         pixels = layout.downscale(pixels)
                     layout.write_plane(array, index, pixels)
                 bar.advance(1, height * width * dtype.itemsize)
-    write_multiscales_metadata(
-        image,
-        _datasets(plan, axes, levels, position),
-        fmt=fmt,
-        axes=_axes_metadata(plan, axes),
-        name=f"site y{site.y:03d} x{site.x:03d}",
-        metadata={"omero": _omero(plan)},
-    )
     if plan.kinds:
-        _write_labels(plan, image, site, levels, fmt, position)
+        _write_labels(plan, directory, site, levels, position)
+    if plan.options.features:
+        _write_tables(plan, nodes[""], site)
 
 
 def _index(axes: list[str], t: int, c: int, z: int) -> tuple[int, ...]:
@@ -540,64 +551,54 @@ def _index(axes: list[str], t: int, c: int, z: int) -> tuple[int, ...]:
     return tuple(where[a] for a in axes[:-2])
 
 
-def _omero(plan: _Plan) -> dict[str, Any]:
-    return {
-        "channels": [
-            {
-                "label": c.name,
-                "color": c.color,
-                "window": c.window,
-                "active": True,
-                "coefficient": 1.0,
-                "family": "linear",
-                "inverted": False,
-            }
-            for c in plan.channels
-        ],
-        "rdefs": {"defaultT": 0, "defaultZ": 0, "model": "color"},
-    }
+def _omero_channels(plan: _Plan) -> list[dict[str, Any]]:
+    return [
+        {
+            "label": c.name,
+            "color": c.color,
+            "window": c.window,
+            "active": True,
+            "coefficient": 1.0,
+            "family": "linear",
+            "inverted": False,
+        }
+        for c in plan.channels
+    ]
 
 
 def _write_labels(
-    plan: _Plan, image: zarr.Group, site: _Site, levels: int, fmt: Any, position: tuple
+    plan: _Plan, field: Path, site: _Site, levels: int, position: tuple[float, float]
 ) -> None:
-    """Each exported object type as a label image of the field, and its features as a table."""
-    from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
-
+    """Each exported object type as a label image of the field (``labels/<type>``)."""
     from tmlib.segmentations import get_segmentation
 
+    version = plan.options.version
     axes = [a for a in plan.axes if a != "c"]
     shape = (*(len(plan.tpoints if a == "t" else plan.zplanes) for a in axes[:-2]),
              *_field_shape(site, plan.options.align))  # fmt: skip
-    labels_group = image.create_group("labels")
+    arrays = _level_metadata(plan, shape, axes, levels, np.dtype(np.int32))
+    steps = _levels(plan, axes, levels, position)
+    nodes: dict[str, Any] = {"": metadata.labels(version, list(plan.kinds))}
+    for name in plan.kinds:
+        units = plan.pixel_size is not None
+        nodes[name] = metadata.label_image(version, axes, steps, units, name)
+        nodes.update({f"{name}/{level}": m for level, m in enumerate(arrays)})
+    created = _create(plan, field / "labels", nodes)
     for name, kind_id in plan.kinds.items():
-        group = labels_group.create_group(name)
-        arrays = _level_arrays(group, plan, shape, axes, levels, np.dtype(np.int32))
+        arrays = [created[f"{name}/{level}"] for level in range(levels)]
         for t, tpoint in enumerate(plan.tpoints):
             for z, zplane in enumerate(plan.zplanes):
                 index = tuple({"t": t, "z": z}[a] for a in axes[:-2])
                 try:
-                    labels = get_segmentation(
+                    pixels = get_segmentation(
                         plan.experiment_id, kind_id, site.id, tpoint, zplane, plan.options.align
                     )
                 except NotFoundError:  # no objects of the type at this time point and z-plane
                     continue
                 for level, array in enumerate(arrays):
                     if level:
-                        labels = layout.downscale_labels(labels)
-                    layout.write_plane(array, index, labels)
-        write_multiscales_metadata(
-            group,
-            _datasets(plan, axes, levels, position),
-            fmt=fmt,
-            axes=_axes_metadata(plan, axes),
-            name=name,
-        )
-        write_label_metadata(labels_group, name, fmt=fmt, source={"image": "../../"})
-    # ome-zarr-py leaves out the version that NGFF 0.5 asks of the labels group
-    layout.set_ome_attributes(labels_group, plan.options.version, labels=list(plan.kinds))
-    if plan.options.features:
-        _write_tables(plan, image, site)
+                        pixels = layout.downscale_labels(pixels)
+                    layout.write_plane(array, index, pixels)
 
 
 def _write_tables(plan: _Plan, image: zarr.Group, site: _Site) -> None:

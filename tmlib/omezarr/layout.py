@@ -23,7 +23,6 @@ from tmlib.microscopes.base import normalize_well
 
 if TYPE_CHECKING:
     import zarr
-    from ome_zarr.format import Format
 
 __all__ = [
     "CHANNEL_COLORS",
@@ -34,10 +33,8 @@ __all__ = [
     "downscale",
     "downscale_labels",
     "level_count",
-    "ngff_format",
     "ome_attributes",
     "parse_well_path",
-    "set_ome_attributes",
     "single_threaded_codecs",
     "write_plane",
     "well_path",
@@ -70,13 +67,6 @@ def check_version(version: str) -> str:
             f"supported: {', '.join(NGFF_VERSIONS)}"
         )
     return version
-
-
-def ngff_format(version: str) -> Format:
-    """ome-zarr-py's format object of an NGFF version."""
-    from ome_zarr.format import FormatV04, FormatV05
-
-    return FormatV05() if check_version(version) == "0.5" else FormatV04()
 
 
 def parse_well_path(path: str) -> str:
@@ -124,14 +114,6 @@ def ome_attributes(group: zarr.Group) -> dict[str, Any]:
         ome = attrs.get("ome")
         return dict(ome) if isinstance(ome, Mapping) else {}
     return attrs
-
-
-def set_ome_attributes(group: zarr.Group, version: str, **values: Any) -> None:
-    """Set NGFF attributes of a group: under ``ome`` with the version (0.5), at the top (0.4)."""
-    if check_version(version) == "0.4":
-        group.attrs.update(values)
-    else:
-        group.attrs["ome"] = {**group.attrs.get("ome", {}), "version": version, **values}
 
 
 def _blosc() -> Any:

@@ -47,11 +47,7 @@ INDEX = ["mapobject_id", "tpoint"]
 
 def tools_location(experiment_id: int) -> Path:
     """``<experiment>/tools``: payload files (``batches/``) and job logs (``log/``)."""
-    with tm.utils.MainSession() as session:
-        ref = session.get(tm.ExperimentReference, experiment_id)
-        if ref is None:
-            raise NotFoundError(f"experiment {experiment_id} does not exist")
-        return Path(ref.location) / "tools"
+    return tm.utils.experiment_location(experiment_id) / "tools"
 
 
 def payload_path(experiment_id: int, tool_name: str, submission_id: int) -> Path:
