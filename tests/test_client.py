@@ -273,6 +273,18 @@ def test_cli_upload_submit_status_download(live: Live, tmp_path: Path):
     n_cells = count_objects(exp_id, "Cells")
     assert n_cells > 0 and len(values) == len(metadata) == n_cells
     assert list(values.columns) == ["mapobject_id"] + [f["Name"] for f in features]
+
+    # the plate as OME-Zarr, written on the server, seen by its owner only
+    export = client.export_ome_zarr(objects=["Nuclei"], levels=1)
+    deadline = time.monotonic() + 120
+    while export["state"] != "TERMINATED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        export = client.get_export(export["id"])
+    assert not export["failed"] and [Path(p).name for p in export["plates"]] == ["plate01.zarr"]
+    assert (Path(export["plates"][0]) / "A" / "01" / "0" / "labels" / "Nuclei").is_dir()
+    assert [e["id"] for e in client.get_exports()] == [export["id"]]
+    client.delete_export(export["id"])
+    assert client.get_exports() == [] and not Path(export["path"]).exists()
     api_values = client.download_feature_values("Cells")
     pd.testing.assert_frame_equal(
         api_values.sort_values("mapobject_id").reset_index(drop=True),

@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1159,6 +1159,47 @@ class TmClient(HttpClient):
             for path in sorted((folder / "handles").glob("*.handles.yaml"))
         }
         self.upload_jterator_project(_read_yaml(pipeline_file), handles)
+
+    # -- exports --------------------------------------------------------------------
+
+    def export_ome_zarr(
+        self,
+        version: str = "0.5",
+        objects: Sequence[str] = (),
+        features: bool = False,
+        levels: int | None = None,
+        correct: bool = False,
+        align: bool = False,
+    ) -> dict:
+        """Start an OME-Zarr export of the experiment on the server (``tm_export … ome-zarr``).
+
+        The plates are written on the server, under the export's ``path``; poll
+        :meth:`get_export` until its ``state`` is ``TERMINATED``, then ``plates``
+        lists them. Only you see your exports.
+
+        Returns
+        -------
+        dict
+            ``{id, state, path, plates, request, ...}``.
+        """
+        body = {
+            "format": "ome-zarr", "version": version, "objects": list(objects),
+            "features": features, "correct": correct, "align": align,
+            **({"levels": levels} if levels is not None else {}),
+        }  # fmt: skip
+        return self._post(self._e("/exports"), body)["data"]
+
+    def get_exports(self) -> list[dict]:
+        """Your exports of the experiment, newest first (see :meth:`export_ome_zarr`)."""
+        return self._get(self._e("/exports"))["data"]
+
+    def get_export(self, export_id: int | str) -> dict:
+        """One of your exports: its ``state``, ``failed``, ``path`` and ``plates``."""
+        return self._get(self._e(f"/exports/{int(export_id)}"))["data"]
+
+    def delete_export(self, export_id: int | str) -> None:
+        """Stop an export if it runs and remove what it wrote on the server."""
+        self._delete(self._e(f"/exports/{int(export_id)}"))
 
     # -- tools ----------------------------------------------------------------------
 

@@ -284,7 +284,11 @@ def _channels(session: Session, correct: bool) -> list[_Channel]:
             if percentiles:
                 low, high = (closest_percentile(percentiles, p) for p in WINDOW_PERCENTILES)
                 window.update(start=float(low), end=float(max(high, low + 1)))
-        color = "FFFFFF" if len(channels) == 1 else layout.CHANNEL_COLORS[index % 7]
+        color = (
+            "FFFFFF"
+            if len(channels) == 1
+            else layout.CHANNEL_COLORS[index % len(layout.CHANNEL_COLORS)]
+        )
         result.append(_Channel(channel.id, channel.name, color, window, correction))
     return result
 
@@ -455,9 +459,12 @@ def _level_metadata(
 ) -> list[Any]:
     """zarr's metadata of the arrays of a multiscale image (level ``l`` has 2**l times fewer
     rows and columns), made once per shape and reused by every field of that shape."""
+    import zarr
+    from zarr.storage import MemoryStore
+
     key = (shape, tuple(axes), levels, dtype.str)
     if key not in plan.array_metadata:
-        memory = _in_memory(plan)
+        memory = zarr.open_group(MemoryStore(), mode="w", zarr_format=_zarr_format(plan))
         found = []
         for level in range(levels):
             height, width = shape[-2:]
@@ -476,14 +483,6 @@ def _level_metadata(
 
 def _zarr_format(plan: _Plan) -> int:
     return layout.NGFF_VERSIONS[plan.options.version]
-
-
-def _in_memory(plan: _Plan) -> zarr.Group:
-    """A new group in memory, where metadata are written before they go to disk at once."""
-    import zarr
-    from zarr.storage import MemoryStore
-
-    return zarr.open_group(MemoryStore(), mode="w", zarr_format=_zarr_format(plan))
 
 
 def _create(plan: _Plan, directory: Path, nodes: dict[str, Any]) -> dict[str, Any]:
